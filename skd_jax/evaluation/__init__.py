@@ -1,0 +1,1 @@
+"""skd_jax.evaluation."""
