@@ -1,0 +1,316 @@
+"""Distillation divergences between a teacher and a student, in float32, masked.
+
+Conventions (pinned by tests/test_losses.py):
+
+* ``p`` is the teacher's distribution, ``q`` the student's, both
+  ``softmax(logits / temperature)`` computed in float32 whatever the input dtype.
+  No ``temperature**2`` rescaling is applied.
+* Names:
+
+  - ``"fkl"``: forward KL, ``KL(p || q) = sum_v p_v (log p_v - log q_v)``.
+  - ``"rkl"``: reverse KL, ``KL(q || p)``.
+  - ``"jsd"``: generalised Jensen-Shannon divergence in TRL's convention
+    (``GKDTrainer.generalized_jsd_loss``, GKD paper eq. 1):
+    ``beta * KL(p || m) + (1 - beta) * KL(q || m)`` with the mixture
+    ``m = beta * p + (1 - beta) * q``. The endpoints are special-cased exactly as
+    TRL does: ``beta = 0`` is ``fkl`` and ``beta = 1`` is ``rkl`` (the interior
+    formula itself tends to 0 at both ends, so the family is discontinuous there).
+  - ``"tvd"``: total variation, ``0.5 * sum_v |p_v - q_v|``.
+  - ``"skl"``: DistiLLM's skew KL, ``KL(p || alpha * p + (1 - alpha) * q)``.
+    DistiLLM's code drops the constant teacher entropy; we keep it so that the
+    value is a true divergence (0 for identical inputs) — the gradient is the same.
+
+* ``-inf`` logits (forbidden tokens): in the KL-type divergences, vocabulary entries
+  where either model's logit is infinite contribute 0 to value and gradient (the
+  "inf mask" of DistiLLM; also gives ``0 * log 0 = 0``). TVD is exact there.
+* Optional sparse teacher (``top_k``): keep the teacher's top-k ids per position and
+  renormalise BOTH distributions over those ids before taking the divergence.
+* Reductions over the distilled positions (``mask`` [B, L] bool):
+
+  - ``"token"``: token-weighted mean over all masked-in positions (default).
+  - ``"sequence"``: masked mean within each sequence, then the mean over sequences
+    that have at least one masked-in position (the SKD paper's reduction).
+  - ``"sum"`` / ``"sequence_sum"``: the ``(sum, count)`` pairs behind the two means.
+    Pairs add up across micro-batches and hosts, so ``sum(sums) / sum(counts)`` is
+    exact (a sequence never straddles two micro-batches).
+
+  An all-zero mask gives a loss of 0 (the count is clamped to 1 in the division).
+"""
+from collections.abc import Callable
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+DIVERGENCES = ("fkl", "rkl", "jsd", "tvd", "skl")
+REDUCTIONS = ("token", "sequence", "sum", "sequence_sum")
+
+
+def log_probs(logits: Array, temperature: float = 1.0) -> Array:
+  """float32 ``log_softmax(logits / temperature)`` over the last axis."""
+  return jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+
+
+def _kl(log_a: Array, log_b: Array, valid: Array) -> Array:
+  """``sum_v a_v (log a_v - log b_v)`` over the entries where ``valid``.
+
+  Invalid entries are replaced by 0 before any arithmetic (the "double where"), so
+  neither the value nor the gradient can see an ``inf - inf`` or ``0 * inf``.
+  """
+  log_a = jnp.where(valid, log_a, 0.0)
+  log_b = jnp.where(valid, log_b, 0.0)
+  terms = jnp.exp(log_a) * (log_a - log_b)
+  return jnp.sum(jnp.where(valid, terms, 0.0), axis=-1)
+
+
+def _mixture_log_probs(log_p: Array, log_q: Array, weight: float,
+                       valid: Array) -> Array:
+  """``log(weight * p + (1 - weight) * q)``; ``weight`` is a static float."""
+  if weight == 0.0:
+    return log_q
+  if weight == 1.0:
+    return log_p
+  log_p = jnp.where(valid, log_p, 0.0)
+  log_q = jnp.where(valid, log_q, 0.0)
+  return jnp.logaddexp(log_p + math.log(weight), log_q + math.log1p(-weight))
+
+
+def divergence_from_log_probs(name: str, log_p: Array, log_q: Array, *,
+                              valid: Array | None = None, beta: float = 0.5,
+                              alpha: float = 0.1) -> Array:
+  """Per-position divergence from normalised log-probs.
+
+  Args:
+    name: one of ``DIVERGENCES``.
+    log_p: teacher log-probs [..., V] float32.
+    log_q: student log-probs [..., V] float32.
+    valid: [..., V] bool, vocabulary entries that take part in the KL-type sums
+      (default: where both log-probs are finite).
+    beta: JSD interpolation (static float in [0, 1], TRL's convention).
+    alpha: skew of ``"skl"`` (static float in [0, 1)).
+
+  Returns:
+    [...] float32 divergence values.
+  """
+  if valid is None:
+    valid = jnp.isfinite(log_p) & jnp.isfinite(log_q)
+  if name == "fkl":
+    return _kl(log_p, log_q, valid)
+  if name == "rkl":
+    return _kl(log_q, log_p, valid)
+  if name == "jsd":
+    beta = float(beta)
+    if not 0.0 <= beta <= 1.0:
+      raise ValueError(f"jsd beta must be in [0, 1], got {beta}")
+    if beta == 0.0:  # TRL: exactly KL(teacher || student).
+      return _kl(log_p, log_q, valid)
+    if beta == 1.0:  # TRL: exactly KL(student || teacher).
+      return _kl(log_q, log_p, valid)
+    log_m = _mixture_log_probs(log_p, log_q, beta, valid)
+    return beta * _kl(log_p, log_m, valid) + (1.0 - beta) * _kl(
+        log_q, log_m, valid)
+  if name == "tvd":
+    return 0.5 * jnp.sum(jnp.abs(jnp.exp(log_p) - jnp.exp(log_q)), axis=-1)
+  if name == "skl":
+    alpha = float(alpha)
+    if not 0.0 <= alpha < 1.0:
+      raise ValueError(f"skl alpha must be in [0, 1), got {alpha}")
+    log_m = _mixture_log_probs(log_p, log_q, alpha, valid)
+    return _kl(log_p, log_m, valid)
+  raise ValueError(f"unknown divergence {name!r}; expected one of {DIVERGENCES}")
+
+
+def _sparse_teacher_logits(teacher_logits: Array, student_logits: Array,
+                           top_k: int) -> tuple[Array, Array]:
+  """Both models' logits at the teacher's top-k ids: two [..., k] arrays."""
+  _, ids = jax.lax.top_k(teacher_logits, top_k)
+  take = lambda x: jnp.take_along_axis(x, ids, axis=-1)
+  return take(teacher_logits), take(student_logits)
+
+
+def token_divergence(name: str, teacher_logits: Array, student_logits: Array, *,
+                     temperature: float = 1.0, beta: float = 0.5,
+                     alpha: float = 0.1, top_k: int | None = None) -> Array:
+  """Per-position divergence D(teacher, student).
+
+  Args:
+    name: one of ``DIVERGENCES`` (see the module docstring for the formulas).
+    teacher_logits: [B, L, V] any float dtype (cast to float32).
+    student_logits: [B, L, V] any float dtype (cast to float32).
+    temperature: softmax temperature applied to both models.
+    beta: JSD interpolation, TRL's convention (0 = fkl, 1 = rkl).
+    alpha: skew of ``"skl"``.
+    top_k: if set, both distributions are renormalised over the teacher's top-k
+      ids at each position.
+
+  Returns:
+    [B, L] float32 divergence per position (no mask applied).
+  """
+  teacher_logits = teacher_logits.astype(jnp.float32)
+  student_logits = student_logits.astype(jnp.float32)
+  if top_k is not None:
+    teacher_logits, student_logits = _sparse_teacher_logits(
+        teacher_logits, student_logits, top_k)
+  # Forbidden tokens are judged on the raw logits: log_softmax keeps -inf as -inf.
+  valid = jnp.isfinite(teacher_logits) & jnp.isfinite(student_logits)
+  return divergence_from_log_probs(
+      name, log_probs(teacher_logits, temperature),
+      log_probs(student_logits, temperature), valid=valid, beta=beta,
+      alpha=alpha)
+
+
+def masked_sum_and_count(values: Array, mask: Array, *,
+                         per_sequence: bool = False) -> tuple[Array, Array]:
+  """Masked ``(sum, count)`` of per-position values; ratios give the means.
+
+  Args:
+    values: [B, L] per-position values.
+    mask: [B, L] bool, positions that count.
+    per_sequence: False: (sum of masked values, number of masked-in positions).
+      True: (sum over sequences of each sequence's masked mean, number of
+      sequences with at least one masked-in position).
+
+  Returns:
+    Two float32 scalars. Masked-out positions contribute nothing to either the
+    value or the gradient, whatever their values.
+  """
+  mask = mask.astype(bool)
+  values = jnp.where(mask, values.astype(jnp.float32), 0.0)
+  counts = jnp.sum(mask, axis=-1).astype(jnp.float32)
+  if not per_sequence:
+    return jnp.sum(values), jnp.sum(counts)
+  return _per_sequence_sum_and_count(jnp.sum(values, axis=-1), counts)
+
+
+def _per_sequence_sum_and_count(seq_sums: Array,
+                                seq_counts: Array) -> tuple[Array, Array]:
+  """(sum of per-sequence means, number of non-empty sequences) from [B] sums."""
+  nonempty = seq_counts > 0
+  means = seq_sums / jnp.maximum(seq_counts, 1.0)
+  return jnp.sum(jnp.where(nonempty, means, 0.0)), jnp.sum(
+      nonempty.astype(jnp.float32))
+
+
+def safe_mean(total: Array, count: Array) -> Array:
+  """``total / count`` with an empty count giving 0 instead of NaN."""
+  return total / jnp.maximum(count, 1.0)
+
+
+def _check_reduction(reduction: str):
+  if reduction not in REDUCTIONS:
+    raise ValueError(f"unknown reduction {reduction!r}; expected {REDUCTIONS}")
+
+
+def divergence(name: str, teacher_logits: Array, student_logits: Array,
+               mask: Array, *, temperature: float = 1.0, beta: float = 0.5,
+               alpha: float = 0.1, reduction: str = "token",
+               top_k: int | None = None) -> Array | tuple[Array, Array]:
+  """Masked divergence D(teacher, student) over the distilled positions.
+
+  Args:
+    name: ``"fkl" | "rkl" | "jsd" | "tvd" | "skl"`` (see the module docstring).
+    teacher_logits: [B, L, V] (gradient is not stopped here; callers do that).
+    student_logits: [B, L, V].
+    mask: [B, L] bool, the distilled positions.
+    temperature: softmax temperature of both models.
+    beta: JSD interpolation in TRL's convention (0 = fkl, 1 = rkl).
+    alpha: skew of ``"skl"``.
+    reduction: ``"token"`` (masked token mean, scalar), ``"sequence"`` (mean of
+      per-sequence means, scalar), ``"sum"`` / ``"sequence_sum"`` (the
+      ``(sum, count)`` pairs behind them).
+    top_k: sparse teacher: renormalise both models over the teacher's top-k ids.
+
+  Returns:
+    A float32 scalar, or a ``(sum, count)`` pair for the ``*sum`` reductions.
+  """
+  _check_reduction(reduction)
+  values = token_divergence(name, teacher_logits, student_logits,
+                            temperature=temperature, beta=beta, alpha=alpha,
+                            top_k=top_k)
+  per_sequence = reduction in ("sequence", "sequence_sum")
+  total, count = masked_sum_and_count(values, mask, per_sequence=per_sequence)
+  if reduction in ("sum", "sequence_sum"):
+    return total, count
+  return safe_mean(total, count)
+
+
+HeadFn = Callable[[Any, Array], Array]
+
+
+def _pad_to_multiple(x: Array, multiple: int, axis: int = 1) -> Array:
+  pad = -x.shape[axis] % multiple
+  if pad == 0:
+    return x
+  widths = [(0, 0)] * x.ndim
+  widths[axis] = (0, pad)
+  return jnp.pad(x, widths)
+
+
+def _split_chunks(x: Array, chunk_size: int) -> Array:
+  """[B, L, ...] (L a multiple of chunk_size) -> [L // chunk_size, B, C, ...]."""
+  b, l = x.shape[:2]
+  x = x.reshape((b, l // chunk_size, chunk_size) + x.shape[2:])
+  return jnp.moveaxis(x, 1, 0)
+
+
+def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
+                       teacher_head: HeadFn, student_head: HeadFn, mask: Array,
+                       *, teacher_params: Any, student_params: Any,
+                       chunk_size: int = 128, reduction: str = "token",
+                       **kwargs) -> tuple[Array, Array]:
+  """Memory-bounded divergence from final hidden states: never builds [B, L, V].
+
+  The sequence is cut into chunks of ``chunk_size`` positions (the tail is padded
+  and masked out); each chunk's logits are made by the heads, reduced to per-
+  sequence sums, and dropped. ``jax.checkpoint`` on the chunk function makes the
+  backward pass recompute each chunk's logits instead of storing them, so peak
+  memory grows with B * chunk_size * V, not B * L * V. The teacher side is under
+  ``stop_gradient``; gradients flow to ``student_params`` and ``student_hidden``.
+
+  Args:
+    name: divergence name, see ``divergence``.
+    teacher_hidden: [B, L, D_teacher] final (normed) hidden states.
+    student_hidden: [B, L, D_student].
+    teacher_head: ``(teacher_params, hidden [B, C, D_t]) -> logits [B, C, V]``.
+    student_head: ``(student_params, hidden [B, C, D_s]) -> logits [B, C, V]``.
+    mask: [B, L] bool, the distilled positions.
+    teacher_params: pytree passed to ``teacher_head`` (gradient stopped).
+    student_params: pytree passed to ``student_head`` (differentiated).
+    chunk_size: positions per chunk.
+    reduction: ``"token"`` or ``"sequence"`` (which pair to return; the
+      ``"sum"`` / ``"sequence_sum"`` spellings are accepted too).
+    **kwargs: ``temperature``, ``beta``, ``alpha``, ``top_k`` of
+      ``token_divergence``.
+
+  Returns:
+    ``(sum, count)`` float32 scalars as ``masked_sum_and_count`` with
+    ``per_sequence = reduction in ("sequence", "sequence_sum")``.
+  """
+  _check_reduction(reduction)
+  teacher_hidden = jax.lax.stop_gradient(teacher_hidden)
+  teacher_params = jax.lax.stop_gradient(teacher_params)
+  chunk_size = min(chunk_size, mask.shape[1])
+  mask = mask.astype(bool)
+
+  @jax.checkpoint
+  def chunk_sums(t_params, s_params, t_hidden, s_hidden, chunk_mask):
+    """Per-sequence masked sums [B] of one chunk's divergences."""
+    values = token_divergence(name, teacher_head(t_params, t_hidden),
+                              student_head(s_params, s_hidden), **kwargs)
+    return jnp.sum(jnp.where(chunk_mask, values, 0.0), axis=-1)
+
+  def body(seq_sums, chunk):
+    return seq_sums + chunk_sums(teacher_params, student_params, *chunk), None
+
+  chunks = tuple(
+      _split_chunks(_pad_to_multiple(x, chunk_size), chunk_size)
+      for x in (teacher_hidden, student_hidden, mask))
+  seq_sums, _ = jax.lax.scan(
+      body, jnp.zeros(mask.shape[:1], jnp.float32), chunks)
+  seq_counts = jnp.sum(mask, axis=-1).astype(jnp.float32)
+  if reduction in ("sequence", "sequence_sum"):
+    return _per_sequence_sum_and_count(seq_sums, seq_counts)
+  return jnp.sum(seq_sums), jnp.sum(seq_counts)
