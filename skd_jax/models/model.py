@@ -1,0 +1,37 @@
+"""`Model`: a static config plus a params pytree, and teacher-forced logits."""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from skd_jax.models import transformer
+from skd_jax.models.config import ModelConfig
+
+
+@flax.struct.dataclass
+class Model:
+  """A model is a pytree: `params` are leaves, `config` is static metadata."""
+  config: ModelConfig = flax.struct.field(pytree_node=False)
+  params: Any
+
+  @classmethod
+  def random(cls, config: ModelConfig, seed: int = 0) -> "Model":
+    return cls(config=config, params=transformer.init_params(config, jax.random.PRNGKey(seed)))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _logits(params, tokens, cfg: ModelConfig):
+  return transformer.forward(params, tokens, cfg)[0]
+
+
+def logits(model: Model, tokens) -> jax.Array:
+  """Teacher-forced float32 logits [B, L, V] of `tokens` ([B, L] ints, no padding)."""
+  tokens = jnp.asarray(np.asarray(tokens), jnp.int32)
+  if tokens.ndim != 2:
+    raise ValueError(f"tokens must be [batch, length]; got shape {tokens.shape}.")
+  return _logits(model.params, tokens, model.config)
