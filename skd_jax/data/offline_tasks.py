@@ -9,7 +9,9 @@ Three task families that need no network, small enough for tiny models on CPU:
 * `arithmetic`: templated 2-3 step word problems with small numbers and a
   chain-of-thought answer ending in GSM8K's "#### N" line (2000/200/200).
 * `aclsum`: a real (tiny) summarisation set built from the `aclsum` package's
-  bundled ACLSum data: paper abstract -> one-sentence aspect summary.
+  bundled ACLSum data: "Summarize the {aspect} of this paper in one sentence.
+  {abstract}" -> the paper's one-sentence summary of that aspect (challenge,
+  approach or outcome); 300/150/300 records from 100/50/100 papers.
 
 Every record has the fields of `skd_jax.data.sources.Record`:
 {"id", "input", "target", "answer"} plus task-specific provenance fields
@@ -249,7 +251,8 @@ def aclsum_records() -> dict[str, list[dict]]:
       abstract = detokenize(" ".join(doc.sentences["abstract"]))
       for aspect in ACLSUM_ASPECTS:
         summary = detokenize(doc.summaries[aspect].strip())
-        records.append({"id": f"aclsum-{doc.id}-{aspect}", "input": abstract,
+        prompt = f"Summarize the {aspect} of this paper in one sentence. {abstract}"
+        records.append({"id": f"aclsum-{doc.id}-{aspect}", "input": prompt,
                         "target": summary, "answer": summary, "aspect": aspect})
     splits[split] = records
   return splits
