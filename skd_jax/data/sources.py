@@ -163,9 +163,16 @@ def make_reader(source: Source, raw_dir: str | None = None) -> Callable[[str], l
 
 def fingerprint_source(source: Source, raw_dir: str | None = None) -> str:
   """Short hash of the resolved files' bytes; changes when the data changes."""
-  digest = hashlib.sha256(source.name.encode())
+  paths, missing = {}, []
   for key in sorted(source.files):
-    path = resolve_raw_file(source.name, source.files[key], raw_dir)
+    try:
+      paths[key] = resolve_raw_file(source.name, source.files[key], raw_dir)
+    except FileNotFoundError as e:
+      missing.append(str(e))
+  if missing:  # Name every missing file at once, not one per attempt.
+    raise FileNotFoundError(f"{len(missing)} data file(s) missing:\n" + "\n".join(missing))
+  digest = hashlib.sha256(source.name.encode())
+  for key, path in paths.items():
     digest.update(key.encode())
     with open(path, "rb") as f:
       for chunk in iter(lambda: f.read(1 << 20), b""):
