@@ -334,11 +334,11 @@ def ultrainteract_math_source(validation_size: int = 200, seed: int = 0,
     files[f"test/{key}"] = dataclasses.replace(raw, folder=raw.folder or test_source.name)
 
   def make_splits(read):
-    from skd_jax.evaluation import grader  # pylint: disable=g-import-not-at-top
     rows = [r for r in read("train") if r.get("task", "Math_CoT") == "Math_CoT"]
+    # answer "" : the \boxed{} grader reads the answer from the full response
+    # (and the data layer stays below evaluation/).
     train = [{"id": str(_first(r, "id", default=f"ultrainteract-{i}")),
-              "input": r["instruction"], "target": r["response"],
-              "answer": grader.last_boxed_content(r["response"]) or ""}
+              "input": r["instruction"], "target": r["response"], "answer": ""}
              for i, r in enumerate(rows)]
     train, validation = carve_validation(train, validation_size, seed)
     test = test_source.make_splits(lambda key: read(f"test/{key}"))["test"]

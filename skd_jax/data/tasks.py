@@ -202,11 +202,12 @@ def gsm8k_task(validation_size: int = 200, **kw) -> Task:
 
 
 @register_task("math")
-def math_task(test_set: str = "math500", **kw) -> Task:
+def math_task(test_set: str = "math500", validation_size: int = 200, **kw) -> Task:
   """UltraInteract math CoT for training; `test_set` (math500, gsmplus, asdiv,
   svamp) for test; accuracy of the last \\boxed{} answer."""
   test_source = sources_lib.math_eval_source(test_set, instruction=MATH_INSTRUCTION)
-  return _task("math", sources_lib.ultrainteract_math_source(test_source=test_source),
+  source = sources_lib.ultrainteract_math_source(validation_size, test_source=test_source)
+  return _task("math", source,
                "{input}", (), ("boxed_accuracy",), 1024, 1024, **kw)
 
 
@@ -214,7 +215,7 @@ def math_task(test_set: str = "math500", **kw) -> Task:
 def math_eval_task(test_set: str = "math500", **kw) -> Task:
   """A test-only math set with the UltraInteract instruction prepended."""
   source = sources_lib.math_eval_source(test_set, instruction=MATH_INSTRUCTION)
-  return _task(f"math_eval", source, "{input}", (), ("boxed_accuracy",), 1024, 1024,
+  return _task("math_eval", source, "{input}", (), ("boxed_accuracy",), 1024, 1024,
                **kw)
 
 
