@@ -240,6 +240,21 @@ def divergence(name: str, teacher_logits: Array, student_logits: Array,
 HeadFn = Callable[[Any, Array], Array]
 
 
+def token_cross_entropy(logits: Array, targets: Array) -> Array:
+  """``-log softmax(logits)[target]`` per position, float32.
+
+  Args:
+    logits: [B, L, V] any float dtype.
+    targets: [B, L] int ids.
+
+  Returns:
+    [B, L] float32 negative log-likelihoods.
+  """
+  logp = log_probs(logits)
+  return -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32),
+                              axis=-1)[..., 0]
+
+
 def _pad_to_multiple(x: Array, multiple: int, axis: int = 1) -> Array:
   pad = -x.shape[axis] % multiple
   if pad == 0:
@@ -256,6 +271,53 @@ def _split_chunks(x: Array, chunk_size: int) -> Array:
   return jnp.moveaxis(x, 1, 0)
 
 
+def chunked_sum_and_count(token_fn: Callable[..., Array], params: Any,
+                          inputs: tuple[Array, ...], mask: Array, *,
+                          chunk_size: int = 128,
+                          per_sequence: bool = False) -> tuple[Array, Array]:
+  """``masked_sum_and_count(token_fn(params, *inputs), mask)`` chunk by chunk.
+
+  The positions are cut into chunks of ``chunk_size`` (the tail is padded and
+  masked out) and scanned; ``jax.checkpoint`` on the chunk function makes the
+  backward pass recompute each chunk's intermediates (the [B, C, V] logits)
+  instead of storing them, so peak memory grows with B * chunk_size * V, not
+  with B * L * V.
+
+  Args:
+    token_fn: ``(params, *chunk_inputs) -> [B, C]`` per-position values; each
+      chunk input is the [B, C, ...] slice of the matching ``inputs`` entry.
+    params: pytree passed to every call of ``token_fn`` (differentiable).
+    inputs: arrays [B, L, ...] sliced along the position axis.
+    mask: [B, L] bool, positions that count.
+    chunk_size: positions per chunk.
+    per_sequence: pair semantics of ``masked_sum_and_count``.
+
+  Returns:
+    ``(sum, count)`` float32 scalars.
+  """
+  mask = mask.astype(bool)
+  chunk_size = max(1, min(chunk_size, mask.shape[1]))
+
+  @jax.checkpoint
+  def chunk_sums(params, chunk_mask, *chunk_inputs):
+    """Per-sequence masked sums [B] of one chunk."""
+    values = token_fn(params, *chunk_inputs)
+    return jnp.sum(jnp.where(chunk_mask, values, 0.0), axis=-1)
+
+  def body(seq_sums, chunk):
+    return seq_sums + chunk_sums(params, *chunk), None
+
+  chunks = tuple(
+      _split_chunks(_pad_to_multiple(x, chunk_size), chunk_size)
+      for x in (mask,) + tuple(inputs))
+  seq_sums, _ = jax.lax.scan(
+      body, jnp.zeros(mask.shape[:1], jnp.float32), chunks)
+  seq_counts = jnp.sum(mask, axis=-1).astype(jnp.float32)
+  if per_sequence:
+    return _per_sequence_sum_and_count(seq_sums, seq_counts)
+  return jnp.sum(seq_sums), jnp.sum(seq_counts)
+
+
 def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
                        teacher_head: HeadFn, student_head: HeadFn, mask: Array,
                        *, teacher_params: Any, student_params: Any,
@@ -263,12 +325,11 @@ def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
                        **kwargs) -> tuple[Array, Array]:
   """Memory-bounded divergence from final hidden states: never builds [B, L, V].
 
-  The sequence is cut into chunks of ``chunk_size`` positions (the tail is padded
-  and masked out); each chunk's logits are made by the heads, reduced to per-
-  sequence sums, and dropped. ``jax.checkpoint`` on the chunk function makes the
-  backward pass recompute each chunk's logits instead of storing them, so peak
-  memory grows with B * chunk_size * V, not B * L * V. The teacher side is under
-  ``stop_gradient``; gradients flow to ``student_params`` and ``student_hidden``.
+  Equal to ``divergence(name, teacher_head(teacher_params, teacher_hidden),
+  student_head(student_params, student_hidden), mask, reduction="sum")`` (or
+  ``"sequence_sum"``), computed chunk by chunk with rematerialisation (see
+  ``chunked_sum_and_count``). The teacher side is under ``stop_gradient``;
+  gradients flow to ``student_params`` and ``student_hidden``.
 
   Args:
     name: divergence name, see ``divergence``.
@@ -280,37 +341,49 @@ def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
     teacher_params: pytree passed to ``teacher_head`` (gradient stopped).
     student_params: pytree passed to ``student_head`` (differentiated).
     chunk_size: positions per chunk.
-    reduction: ``"token"`` or ``"sequence"`` (which pair to return; the
-      ``"sum"`` / ``"sequence_sum"`` spellings are accepted too).
+    reduction: ``"token"`` or ``"sequence"``: which ``(sum, count)`` pair to
+      return (the ``"sum"`` / ``"sequence_sum"`` spellings are accepted too).
     **kwargs: ``temperature``, ``beta``, ``alpha``, ``top_k`` of
       ``token_divergence``.
 
   Returns:
-    ``(sum, count)`` float32 scalars as ``masked_sum_and_count`` with
-    ``per_sequence = reduction in ("sequence", "sequence_sum")``.
+    ``(sum, count)`` float32 scalars.
   """
   _check_reduction(reduction)
   teacher_hidden = jax.lax.stop_gradient(teacher_hidden)
   teacher_params = jax.lax.stop_gradient(teacher_params)
-  chunk_size = min(chunk_size, mask.shape[1])
-  mask = mask.astype(bool)
 
-  @jax.checkpoint
-  def chunk_sums(t_params, s_params, t_hidden, s_hidden, chunk_mask):
-    """Per-sequence masked sums [B] of one chunk's divergences."""
-    values = token_divergence(name, teacher_head(t_params, t_hidden),
-                              student_head(s_params, s_hidden), **kwargs)
-    return jnp.sum(jnp.where(chunk_mask, values, 0.0), axis=-1)
+  def token_fn(params, t_hidden, s_hidden):
+    t_params, s_params = params
+    return token_divergence(name, teacher_head(t_params, t_hidden),
+                            student_head(s_params, s_hidden), **kwargs)
 
-  def body(seq_sums, chunk):
-    return seq_sums + chunk_sums(teacher_params, student_params, *chunk), None
+  return chunked_sum_and_count(
+      token_fn, (teacher_params, student_params),
+      (teacher_hidden, student_hidden), mask, chunk_size=chunk_size,
+      per_sequence=reduction in ("sequence", "sequence_sum"))
 
-  chunks = tuple(
-      _split_chunks(_pad_to_multiple(x, chunk_size), chunk_size)
-      for x in (teacher_hidden, student_hidden, mask))
-  seq_sums, _ = jax.lax.scan(
-      body, jnp.zeros(mask.shape[:1], jnp.float32), chunks)
-  seq_counts = jnp.sum(mask, axis=-1).astype(jnp.float32)
-  if reduction in ("sequence", "sequence_sum"):
-    return _per_sequence_sum_and_count(seq_sums, seq_counts)
-  return jnp.sum(seq_sums), jnp.sum(seq_counts)
+
+def chunked_cross_entropy(hidden: Array, head: HeadFn, params: Any,
+                          targets: Array, mask: Array, *,
+                          chunk_size: int = 128,
+                          reduction: str = "token") -> tuple[Array, Array]:
+  """Memory-bounded ``(sum, count)`` of ``token_cross_entropy`` over ``mask``.
+
+  Args:
+    hidden: [B, L, D] final hidden states.
+    head: ``(params, hidden [B, C, D]) -> logits [B, C, V]``.
+    params: pytree passed to ``head`` (differentiated).
+    targets: [B, L] int ids predicted at each position.
+    mask: [B, L] bool, positions that count.
+    chunk_size: positions per chunk.
+    reduction: ``"token"`` or ``"sequence"`` pair, as ``chunked_divergence``.
+
+  Returns:
+    ``(sum, count)`` float32 scalars.
+  """
+  _check_reduction(reduction)
+  return chunked_sum_and_count(
+      lambda p, h, y: token_cross_entropy(head(p, h), y), params,
+      (hidden, targets), mask, chunk_size=chunk_size,
+      per_sequence=reduction in ("sequence", "sequence_sum"))
