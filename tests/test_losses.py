@@ -324,3 +324,18 @@ def test_chunked_loss_memory_does_not_grow_with_length():
   assert naive > logits_bytes
   assert chunked < naive / 10
   assert chunked <= 1.1 * temp_bytes(128, True)  # Flat in the length.
+
+
+@pytest.mark.parametrize("reduction", ["token", "sequence"])
+def test_chunked_cross_entropy_matches_numpy(reduction):
+  t_params, s_params, _, s_hidden, mask = _chunk_inputs(30)
+  targets = np.random.default_rng(31).integers(0, V, (B, L_LONG))
+  logp = _np_log_softmax(_head(s_params, s_hidden))
+  nll = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+  want = (nll[mask].mean() if reduction == "token"
+          else _np_sequence_mean(nll, mask))
+  total, count = losses.chunked_cross_entropy(
+      s_hidden, _head, s_params, jnp.asarray(targets), mask, chunk_size=4,
+      reduction=reduction)
+  np.testing.assert_allclose(total / count, want, rtol=1e-5)
+  assert count == (mask.sum() if reduction == "token" else mask.any(-1).sum())

@@ -42,7 +42,9 @@ class LossConfig:
     top_k: sparse teacher (renormalise both over the teacher's top-k), or None.
     reduction: "token" (token-weighted mean) | "sequence" (mean of per-sequence
       means, the SKD paper's).
-    chunk_size: positions per chunk of the memory-bounded loss.
+    chunk_size: positions per chunk of the memory-bounded loss; the loss holds a
+      few [B / num_microbatches, chunk_size, V] float32 buffers at a time
+      (32 x 262,144-vocab x 2 rows is 64 MiB each).
     num_microbatches: gradient accumulation steps; must divide the batch size.
     remat: rematerialise each student layer in the backward pass.
   """
@@ -52,7 +54,7 @@ class LossConfig:
   alpha: float = 0.1
   top_k: int | None = None
   reduction: str = "token"
-  chunk_size: int = 128
+  chunk_size: int = 32
   num_microbatches: int = 1
   remat: bool = False
 
@@ -106,6 +108,15 @@ def _head(cfg: ModelConfig):
   return lambda params, hidden: transformer.lm_head(params, hidden, cfg)
 
 
+def _head_params(params):
+  """The LM-head weights only (tied embedding or untied head).
+
+  The chunked loss differentiates what it is given: passing the head alone keeps
+  its scan from carrying gradient buffers for every other parameter.
+  """
+  return {k: params[k] for k in ("embed", "lm_head") if k in params}
+
+
 def _hidden(params, tokens: Array, cfg: ModelConfig, remat: bool = False):
   hidden, _ = transformer.forward(params, tokens, cfg, return_hidden=True,
                                   remat=remat)
@@ -128,7 +139,8 @@ def distill_sum_and_count(student_params, teacher_params, batch: Batch, *,
   return losses.chunked_divergence(
       loss_cfg.divergence, teacher_hidden, student_hidden, _head(teacher_cfg),
       _head(student_cfg), loss_positions(batch["loss_mask"]),
-      teacher_params=teacher_params, student_params=student_params,
+      teacher_params=_head_params(teacher_params),
+      student_params=_head_params(student_params),
       chunk_size=loss_cfg.chunk_size, reduction=loss_cfg.reduction,
       temperature=loss_cfg.temperature, beta=loss_cfg.beta,
       alpha=loss_cfg.alpha, top_k=loss_cfg.top_k)
@@ -141,7 +153,8 @@ def sft_sum_and_count(student_params, batch: Batch, *,
   tokens = batch["tokens"]
   hidden = _hidden(student_params, tokens, student_cfg, loss_cfg.remat)
   return losses.chunked_cross_entropy(
-      hidden, _head(student_cfg), student_params, next_tokens(tokens),
+      hidden, _head(student_cfg), _head_params(student_params),
+      next_tokens(tokens),
       loss_positions(batch["loss_mask"]), chunk_size=loss_cfg.chunk_size,
       reduction=loss_cfg.reduction)
 
@@ -176,10 +189,14 @@ def accumulate_gradients(sum_and_count_fn, params, batch: Batch,
     (grads, loss_sum, count): grads of the global mean; an empty count gives
     zero gradients and zero loss.
   """
+  grad_fn = jax.value_and_grad(sum_and_count_fn, has_aux=True)
+  if num_microbatches == 1:  # No accumulation buffer.
+    (loss_sum, count), grads = grad_fn(params, batch)
+    return _divide(grads, count), loss_sum, count
+
   def micro_step(carry, micro):
     grad_sum, loss_sum, count = carry
-    (value, n), grads = jax.value_and_grad(sum_and_count_fn, has_aux=True)(
-        params, micro)
+    (value, n), grads = grad_fn(params, micro)
     grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
     return (grad_sum, loss_sum + value, count + n), None
 
@@ -187,8 +204,11 @@ def accumulate_gradients(sum_and_count_fn, params, batch: Batch,
   init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
   (grad_sum, loss_sum, count), _ = jax.lax.scan(
       micro_step, init, split_microbatches(batch, num_microbatches))
-  grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grad_sum)
-  return grads, loss_sum, count
+  return _divide(grad_sum, count), loss_sum, count
+
+
+def _divide(grads, count):
+  return jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
 
 
 def distill_grads(student_params, teacher_params, batch: Batch, *,
