@@ -7,7 +7,6 @@ A `ModelConfig` is frozen and hashable, so it can be a static argument of
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping
 
 FAMILIES = ("gemma", "gemma2", "gemma3", "qwen2")
@@ -118,6 +117,9 @@ class ModelConfig:
     return (self.query_pre_attn_scalar or self.head_dim) ** -0.5
 
   def replace(self, **kw) -> "ModelConfig":
+    """dataclasses.replace; a new `num_layers` re-derives the family's layer pattern."""
+    if "num_layers" in kw and "layer_types" not in kw:
+      kw["layer_types"] = default_layer_types(self.family, kw["num_layers"])
     return dataclasses.replace(self, **kw)
 
   def num_params(self) -> int:
@@ -139,6 +141,11 @@ def _alternating(n: int) -> tuple[str, ...]:
 def _five_to_one(n: int) -> tuple[str, ...]:
   """Gemma 3: five sliding layers then one global layer."""
   return tuple(FULL if (i + 1) % 6 == 0 else SLIDING for i in range(n))
+
+
+def default_layer_types(family: str, n: int) -> tuple[str, ...]:
+  """The released models' attention pattern of a family, for n layers."""
+  return {"gemma2": _alternating, "gemma3": _five_to_one}.get(family, lambda n: (FULL,) * n)(n)
 
 
 def _gemma(name, **kw):
@@ -245,7 +252,7 @@ def from_hf_config(hf: Mapping[str, Any], *, dtype: str = "float32",
   heads = hf["num_attention_heads"]
   layer_types = hf.get("layer_types")
   if not layer_types:
-    layer_types = {"gemma2": _alternating, "gemma3": _five_to_one}.get(family, lambda n: (FULL,) * n)(n)
+    layer_types = default_layer_types(family, n)
   if family == "qwen2" and not hf.get("use_sliding_window", False):
     layer_types = (FULL,) * n
   theta, factor, local_theta = _rope_params(hf)
@@ -335,7 +342,3 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
 def dtype_of(name: str):
   import jax.numpy as jnp  # local: keep this module importable without jax
   return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
-
-
-def is_power_of_two(n: int) -> bool:
-  return n > 0 and math.log2(n).is_integer()

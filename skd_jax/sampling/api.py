@@ -1,0 +1,171 @@
+"""`sample`: the user-facing sampler over lists of token ids (validation, buckets, lists out)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from skd_jax.models.model import Model
+from skd_jax.sampling import config as sconfig
+from skd_jax.sampling import sampler
+from skd_jax.sampling.config import SamplerConfig
+
+
+@dataclasses.dataclass
+class SampleOutput:
+  """Completions and their provenance, one entry per prompt.
+
+  completions: token ids after the prompt (stop token included when hit).
+  from_teacher: per completion token, whether the teacher sampled it.
+  replacement_rate: per sequence, the fraction of completion tokens from the teacher.
+  acceptance_rate: per sequence, accepted / tested student drafts (nan if none tested).
+  rounds: while-loop iterations of the batch.
+  rollout: the raw arrays of the jittable core (`sampler.Rollout`).
+  """
+  completions: list[list[int]]
+  from_teacher: list[list[bool]]
+  replacement_rate: list[float]
+  acceptance_rate: list[float]
+  rounds: int
+  rollout: sampler.Rollout
+
+
+def default_buckets() -> tuple[int, ...]:
+  return tuple(2 ** i for i in range(4, 17))
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+  """The smallest bucket >= length."""
+  for b in buckets:
+    if b >= length:
+      return b
+  raise ValueError(f"Prompt of {length} tokens is longer than the largest prompt bucket "
+                   f"{max(buckets)}; add a larger bucket to SamplerConfig.prompt_buckets.")
+
+
+def _vocab_size(student: Model | None, teacher: Model | None, config: SamplerConfig) -> int:
+  sizes = {name: m.config.vocab_size for name, m in (("student", student), ("teacher", teacher))
+           if m is not None}
+  if len(set(sizes.values())) > 1:
+    if config.shared_vocab_size is None:
+      raise ValueError(f"Student and teacher vocabularies differ: {sizes}. Distillation needs one "
+                       "tokenizer; if they share one and the larger vocabulary is only padding "
+                       "(e.g. Qwen2-7B vs Qwen2-0.5B), set "
+                       f"SamplerConfig.shared_vocab_size={min(sizes.values())}.")
+  if config.shared_vocab_size is not None:
+    if config.shared_vocab_size > min(sizes.values()):
+      raise ValueError(f"shared_vocab_size={config.shared_vocab_size} exceeds a vocabulary {sizes}.")
+    return config.shared_vocab_size
+  return next(iter(sizes.values()))
+
+
+def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Sequence[int]],
+             config: SamplerConfig) -> None:
+  """Raises ValueError naming the bad value and the fix; runs before any compilation."""
+  if config.method not in sconfig.METHODS:
+    raise ValueError(f"Unknown sampling method {config.method!r}; use one of {sconfig.METHODS}.")
+  if config.method != "teacher" and student is None:
+    raise ValueError(f"method={config.method!r} needs a student model.")
+  if config.method != "student" and teacher is None:
+    raise ValueError(f"method={config.method!r} needs a teacher model.")
+  if config.top_k < 0:
+    raise ValueError(f"top_k={config.top_k}: the acceptance K must be >= 0 "
+                     "(0 = teacher sampling, vocab size = on-policy).")
+  if config.gamma < 1:
+    raise ValueError(f"gamma={config.gamma}: draft at least one token per round (gamma >= 1).")
+  if config.max_new_tokens < 0:
+    raise ValueError(f"max_new_tokens={config.max_new_tokens} must be >= 0.")
+  if config.acceptance not in ("raw", "warped"):
+    raise ValueError(f"acceptance={config.acceptance!r}; use 'raw' or 'warped'.")
+  for name in ("student_temperature", "teacher_temperature"):
+    if getattr(config, name) < 0:
+      raise ValueError(f"{name}={getattr(config, name)} must be >= 0 (0 = greedy).")
+  for name in ("top_p", "student_top_p", "teacher_top_p"):
+    v = getattr(config, name)
+    if v is not None and not 0 < v <= 1:
+      raise ValueError(f"{name}={v} must be in (0, 1].")
+  if not prompts:
+    raise ValueError("No prompts given.")
+  vocab = _vocab_size(student, teacher, config)
+  for i, p in enumerate(prompts):
+    if len(p) == 0:
+      raise ValueError(f"Prompt {i} is empty; every prompt needs at least one token (e.g. BOS).")
+    bad = [t for t in p if not 0 <= int(t) < vocab]
+    if bad:
+      raise ValueError(f"Prompt {i} has token ids {bad[:5]} outside the vocabulary [0, {vocab}).")
+  bucket = bucket_for(max(len(p) for p in prompts), config.prompt_buckets or default_buckets())
+  need = bucket + config.max_new_tokens + (config.gamma if config.method == "skd" else 1)
+  if config.cache_length is not None and need > config.cache_length:
+    raise ValueError(f"Prompt bucket {bucket} + max_new_tokens {config.max_new_tokens} + gamma "
+                     f"needs {need} cache slots but cache_length={config.cache_length}; shorten "
+                     "the prompt or max_new_tokens, or raise cache_length.")
+  for m in (student, teacher):
+    if m is not None and need > m.config.max_position_embeddings:
+      raise ValueError(f"Prompt bucket {bucket} + max_new_tokens {config.max_new_tokens} needs "
+                       f"{need} positions; {m.config.name} supports "
+                       f"{m.config.max_position_embeddings}.")
+
+
+def stop_ids_of(student: Model | None, teacher: Model | None, config: SamplerConfig) -> tuple[int, ...]:
+  if config.stop_ids is not None:
+    return config.stop_ids
+  ids = set()
+  for m in (student, teacher):
+    if m is not None:
+      ids.update(m.config.eos_ids)
+  return tuple(sorted(ids))
+
+
+def prepare(student, teacher, prompts, config: SamplerConfig):
+  """Validated static/dynamic settings and padded prompt arrays."""
+  validate(student, teacher, prompts, config)
+  vocab = _vocab_size(student, teacher, config)
+  static, dyn = sconfig.split(config, stop_ids_of(student, teacher, config), vocab)
+  bucket = bucket_for(max(len(p) for p in prompts), config.prompt_buckets or default_buckets())
+  tokens = np.zeros((len(prompts), bucket), np.int32)
+  for i, p in enumerate(prompts):
+    tokens[i, :len(p)] = p
+  lengths = np.asarray([len(p) for p in prompts], np.int32)
+  return static, dyn, tokens, lengths
+
+
+def _as_key(rng) -> jax.Array:
+  if isinstance(rng, int):
+    raise TypeError("rng must be a JAX key, e.g. jax.random.PRNGKey(0), not an int.")
+  return rng
+
+
+def sample(student: Model | None, teacher: Model | None, prompts: Sequence[Sequence[int]], *,
+           config: SamplerConfig, rng: jax.Array) -> SampleOutput:
+  """Samples one completion per prompt with SKD, the student alone, or the teacher alone.
+
+  Args:
+    student, teacher: `Model`s (teacher may be None for "student", student None
+      for "teacher").
+    prompts: a list of token-id lists (ragged).
+    config: a `SamplerConfig`.
+    rng: a `jax.random.PRNGKey(seed)` (typed keys work too). Row i uses
+      fold_in(rng, i), so a prompt's completion depends only on rng, its row index,
+      the models and the settings — not on the other prompts or the padding.
+  """
+  static, dyn, tokens, lengths = prepare(student, teacher, prompts, config)
+  out = sampler.rollout(
+      None if static.method == "teacher" else student.params,
+      None if static.method == "student" else teacher.params,
+      jnp.asarray(tokens), jnp.asarray(lengths), sampler.row_keys_for(_as_key(rng), len(prompts)),
+      dyn, static=static,
+      student_cfg=None if static.method == "teacher" else student.config,
+      teacher_cfg=None if static.method == "student" else teacher.config)
+  host = jax.device_get(out)
+  completions, flags, rates = [], [], []
+  for b in range(len(prompts)):
+    start, end = int(host.prompt_length[b]), int(host.length[b])
+    completions.append([int(t) for t in host.tokens[b, start:end]])
+    flags.append([bool(f) for f in host.from_teacher[b, start:end]])
+    rates.append(float(np.mean(flags[-1])) if flags[-1] else 0.0)
+  acceptance = [float(a / t) if t else float("nan") for a, t in zip(host.accepted, host.tested)]
+  return SampleOutput(completions=completions, from_teacher=flags, replacement_rate=rates,
+                      acceptance_rate=acceptance, rounds=int(host.rounds), rollout=out)
