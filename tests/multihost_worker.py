@@ -1,0 +1,105 @@
+"""One process of the 2-process test, and the pieces the test shares with it.
+
+    python tests/multihost_worker.py OUT_DIR STEPS
+
+Environment: COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID (read by
+`sharding.initialize_distributed`), and XLA_FLAGS giving this process its own
+CPU devices. Every process builds the same models and the same global batch
+but hands JAX only ITS rows (`global_batch_from_local`); the student is FSDP
+sharded across both processes. Process 0 saves the final params as .npy files.
+
+Importing this module (as tests/test_multihost.py does) runs nothing.
+"""
+import os
+import sys
+
+import numpy as np
+
+MESH = {"data": 2, "fsdp": 4, "tensor": 1}
+STEPS = 3
+OPT = dict(learning_rate=1e-3, schedule="constant")
+
+
+def configs():
+  from skd_jax.models import config as mconfig
+  from skd_jax.train import step as step_lib
+  return (mconfig.get_config("tiny-gemma"), mconfig.get_config("tiny-qwen2", hidden_size=48),
+          step_lib.LossConfig(chunk_size=8))
+
+
+def models_and_batch():
+  """(student params, teacher params, global batch as numpy), the same everywhere."""
+  import jax
+  from skd_jax.models import transformer
+  student_cfg, teacher_cfg, _ = configs()
+  student = transformer.init_params(student_cfg, jax.random.PRNGKey(0))
+  teacher = transformer.init_params(teacher_cfg, jax.random.PRNGKey(1), std=0.3)
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(3, student_cfg.vocab_size, (8, 16)).astype(np.int32)
+  loss_mask = np.zeros((8, 16), bool)
+  for b in range(8):
+    loss_mask[b, 2 + b % 5: 16 - b % 3] = True
+  return student, teacher, dict(tokens=tokens, loss_mask=loss_mask)
+
+
+def train(state, teacher, batch, steps: int = STEPS):
+  from skd_jax.train import step as step_lib
+  student_cfg, teacher_cfg, loss_cfg = configs()
+  for _ in range(steps):
+    state, metrics = step_lib.train_step(state, teacher, batch, student_cfg=student_cfg,
+                                         teacher_cfg=teacher_cfg, loss_cfg=loss_cfg)
+  return state, metrics
+
+
+def initial_state(student):
+  import jax
+  from skd_jax.train.state import TrainState
+  return TrainState.create(student, jax.random.PRNGKey(0), OPT)
+
+
+def leaf_name(path) -> str:
+  """"layers.gate"-style file name of a params leaf."""
+  return ".".join(str(getattr(k, "key", k)) for k in path)
+
+
+def main(out_dir: str, steps: int):
+  import jax
+  from skd_jax import sharding
+  n, i = jax.process_count(), jax.process_index()
+  assert n == 2 and jax.device_count() == 2 * jax.local_device_count(), jax.devices()
+  mesh = sharding.make_mesh(MESH)
+  student_cfg, teacher_cfg, _ = configs()
+  student, teacher, batch = models_and_batch()
+  rows = batch["tokens"].shape[0] // n
+  local = jax.tree.map(lambda x: x[i * rows:(i + 1) * rows], batch)
+  global_batch = sharding.global_batch_from_local(local, mesh)
+  assert global_batch["tokens"].shape == batch["tokens"].shape
+  assert not global_batch["tokens"].is_fully_addressable
+
+  state = initial_state(student)
+  state = sharding.shard_params(state, sharding.train_state_shardings(
+      state, sharding.param_shardings(student_cfg, mesh, "student"), mesh))
+  teacher = sharding.shard_params(teacher, sharding.param_shardings(teacher_cfg, mesh, "teacher"))
+  state, metrics = train(state, teacher, global_batch, steps)
+
+  # Gather the FSDP-sharded params onto every process; process 0 saves them.
+  params, loss = jax.jit(lambda p, l: (p, l), out_shardings=sharding.replicated(mesh))(
+      state.params, metrics["loss"][0])
+  if sharding.is_main_process():
+    os.makedirs(out_dir, exist_ok=True)
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    for path, leaf in flat:
+      np.save(os.path.join(out_dir, leaf_name(path) + ".npy"), np.asarray(leaf))
+    np.save(os.path.join(out_dir, "loss.npy"), np.asarray(loss))
+  print(f"process {i}/{n}: done, loss {float(loss):.6f}", flush=True)
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  import jax  # noqa: E402
+  from skd_jax import sharding  # noqa: E402
+  # Before any other JAX call.
+  assert sharding.initialize_distributed(), "expected a multi-process run"
+  jax.config.update("jax_default_matmul_precision", "highest")
+  main(sys.argv[1], int(sys.argv[2]))

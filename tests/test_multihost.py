@@ -1,0 +1,62 @@
+"""Two processes on localhost (jax.distributed, 4 CPU devices each) train like one.
+
+Each process supplies only its half of the global batch
+(`make_array_from_process_local_data`) and the student is FSDP-sharded across
+the processes; after 3 steps process 0's parameters must equal a 1-process run.
+"""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import portpicker
+import pytest
+
+import multihost_worker as worker
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT_S = 300
+
+
+def _launch(out_dir, port):
+  procs = []
+  for i in range(2):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+               NUM_PROCESSES="2", PROCESS_ID=str(i), PYTHONPATH=REPO,
+               XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    procs.append(subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tests", "multihost_worker.py"), str(out_dir),
+         str(worker.STEPS)], env=env, cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True))
+  logs = []
+  try:
+    for p in procs:
+      out, _ = p.communicate(timeout=TIMEOUT_S)
+      logs.append(out)
+  finally:
+    for p in procs:   # Only our own children, by handle.
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  return [p.returncode for p in procs], logs
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one(tmp_path):
+  port = portpicker.pick_unused_port()
+  codes, logs = _launch(tmp_path, port)
+  assert codes == [0, 0], "\n\n".join(f"--- process {i} ---\n{log[-4000:]}"
+                                      for i, log in enumerate(logs))
+
+  student, teacher, batch = worker.models_and_batch()
+  state, metrics = worker.train(worker.initial_state(student), teacher,
+                                jax.tree.map(jnp.asarray, batch))
+  flat, _ = jax.tree_util.tree_flatten_with_path(state.params)
+  assert len(flat) > 5
+  for path, ref in flat:
+    got = np.load(tmp_path / (worker.leaf_name(path) + ".npy"))
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0, err_msg=worker.leaf_name(path))
+  np.testing.assert_allclose(np.load(tmp_path / "loss.npy"), metrics["loss"][0], rtol=1e-5)
+  assert not np.allclose(state.params["layers"]["gate"], student["layers"]["gate"])
