@@ -69,3 +69,21 @@ def test_bfloat16_compute_tracks_float32(hf_pair):
   # bf16 has ~3 significant digits: close, but not equal.
   assert 0 < np.abs(a - b).max() < 0.1 * np.abs(a).max()
   assert (a.argmax(-1) == b.argmax(-1)).mean() > 0.9
+
+
+def test_load_onto_a_sharding(hf_pair):
+  """Each tensor goes straight to its target sharding; logits are unchanged."""
+  import jax
+  _, directory, torch_model, cfg = hf_pair
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("data", "model"))
+  P = jax.sharding.PartitionSpec
+  shardings = jax.tree.map(
+      lambda axes: jax.sharding.NamedSharding(mesh, P(*["model" if a == "embed" else None
+                                                          for a in axes])),
+      transformer.param_axes(cfg), is_leaf=lambda x: isinstance(x, tuple))
+  model = skd_jax.load_model(directory, shardings=shardings)
+  assert model.params["layers"]["q"].sharding.spec == P(None, "model", None, None)
+  assert len(model.params["embed"].sharding.device_set) == 8
+  tokens, _ = _ragged_batch(cfg.vocab_size, [12, 12], seed=3)
+  np.testing.assert_allclose(np.asarray(skd_jax.logits(model, tokens)), torch_logits(torch_model, tokens),
+                             atol=1e-4, rtol=0)

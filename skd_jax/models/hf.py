@@ -234,9 +234,6 @@ def _iter_params(cfg: mconfig.ModelConfig, source) -> Iterator[tuple[tuple[str, 
     if name == "layers":
       continue
     hf_name, kind = _TOP_NAMES[name]
-    if name == "lm_head" and hf_name not in available and "model.embed_tokens.weight" in available:
-      raise CheckpointError(f"{source.origin(hf_name)}: config says untied embeddings but "
-                            "there is no lm_head.weight.")
     yield (name,), lambda hf_name=hf_name, kind=kind, spec=spec: fetch(hf_name, kind, spec.shape)
 
   for name, (hf_suffix, kind) in _layer_names(cfg).items():
