@@ -1,0 +1,35 @@
+"""SKD paper setup: Gemma-7B-it teacher -> Gemma-2B-it student; summarisation: DialogSum, 1K examples, 3 epochs, ROUGE-L.
+
+    python -m skd_jax.main --config=configs/gemma_summarize.py          # the paper's run
+    python -m skd_jax.main --config=configs/gemma_summarize.py:tiny     # offline, ~1 min on CPU
+"""
+import importlib.util
+import os
+
+
+def _base():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py")
+  spec = importlib.util.spec_from_file_location("skd_configs_base", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str = ""):
+  """The experiment; `arg` "tiny" gives the offline smoke-test version."""
+  base = _base()
+  c = base.get_config()
+  c.name = "gemma_summarize"
+  c.student.path = "google/gemma-2b-it"
+  c.teacher.path = "google/gemma-7b-it"
+  c.task.name = "summarization"  # DialogSum.
+  c.task.train_size = 1000
+  c.task.max_prompt_tokens = 1024
+  c.task.max_new_tokens = 128
+  c.num_epochs = 3
+  c.eval.metric = "rougeL"
+  if arg == "tiny":
+    base.make_tiny(c, task="aclsum", family="gemma")
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; use ':tiny' or nothing.")
+  return c
