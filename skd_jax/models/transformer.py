@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from skd_jax.models.config import FULL, SLIDING, ModelConfig, dtype_of
+from skd_jax import sharding
+from skd_jax.models.config import SLIDING, ModelConfig, dtype_of
 
 Params = dict[str, Any]
 _NO_WINDOW = np.iinfo(np.int32).max
@@ -302,7 +303,9 @@ def forward(params: Params, tokens: jax.Array, cfg: ModelConfig, *,
     k_pos, k_valid = positions, key_mask
   positions = positions.astype(jnp.int32)
 
-  x = embed_tokens(params, tokens, cfg)
+  # Under FSDP the embedding is split on "embed"; pin the activations to the batch
+  # split, or XLA propagates the D split and every device computes the whole batch.
+  x = sharding.with_logical_constraint(embed_tokens(params, tokens, cfg), ("batch", "seq", "embed"))
   global_rope = rope_tables(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
   local_rope = global_rope
   if cfg.rope_local_theta is not None:
