@@ -1,0 +1,135 @@
+"""Methods as data-source policies: coin flips, batch layout, every method end to end."""
+import importlib.util
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from skd_jax.train import loop
+from skd_jax.train import methods
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(name="gemma_translate", **overrides):
+  """The `:tiny` config, shrunk further for tests (2 steps, no export)."""
+  path = os.path.join(ROOT, "configs", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"test_cfg_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config("tiny")
+  c.max_steps = 2
+  c.eval.every_steps = 0
+  c.eval.limit = 4
+  c.eval.batch_size = 4
+  c.eval.final_split = ""
+  c.export = False
+  c.checkpoint.every_steps = 100
+  for key, value in overrides.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+MIX = ml_collections.ConfigDict(dict(lmbda=0.5, gkd_per_sequence=True, gkd_seq_kd=False,
+                                     imitkd_fraction=0.5, skd_fraction=0.5,
+                                     two_stage_fraction=0.5))
+
+
+def test_row_sources_fixed_methods():
+  key = methods.source_key(jax.random.PRNGKey(0), 3)
+  expect = {"sft": methods.GROUND_TRUTH, "supervised_kd": methods.GROUND_TRUTH,
+            "seq_kd": methods.TEACHER, "on_policy": methods.STUDENT, "skd": methods.SKD}
+  for name, source in expect.items():
+    assert (methods.row_sources(name, MIX, key, 4, 3, 10) == source).all()
+
+
+def test_row_sources_coins_are_keyed_and_fair():
+  run_key = jax.random.PRNGKey(0)
+  draws = [methods.row_sources("imitkd", MIX, methods.source_key(run_key, s), 64, s, 100)
+           for s in range(8)]
+  again = methods.row_sources("imitkd", MIX, methods.source_key(run_key, 0), 64, 0, 100)
+  np.testing.assert_array_equal(draws[0], again)          # A function of (key, step).
+  assert not np.array_equal(draws[0], draws[1])          # Fresh coins every step.
+  frac = np.mean(np.concatenate(draws) == methods.STUDENT)
+  assert 0.4 < frac < 0.6
+  assert set(np.concatenate(draws).tolist()) == {methods.STUDENT, methods.GROUND_TRUTH}
+  mixed = methods.row_sources("skd_mixed", MIX, methods.source_key(run_key, 0), 64, 0, 100)
+  assert set(mixed.tolist()) == {methods.SKD, methods.GROUND_TRUTH}
+
+
+def test_gkd_per_batch_and_seq_kd():
+  mix = ml_collections.ConfigDict(MIX.to_dict())
+  mix.gkd_per_sequence = False
+  mix.gkd_seq_kd = True
+  run_key = jax.random.PRNGKey(1)
+  rows = [methods.row_sources("gkd", mix, methods.source_key(run_key, s), 8, s, 100)
+          for s in range(20)]
+  assert all(len(set(r.tolist())) == 1 for r in rows)    # One coin per batch (TRL).
+  assert {r[0] for r in rows} == {methods.STUDENT, methods.TEACHER}
+  mix.lmbda = 1.0
+  assert (methods.row_sources("gkd", mix, methods.source_key(run_key, 0), 8, 0, 9)
+          == methods.STUDENT).all()
+  mix.lmbda = 0.0
+  assert (methods.row_sources("gkd", mix, methods.source_key(run_key, 0), 8, 0, 9)
+          == methods.TEACHER).all()
+
+
+def test_two_stage_switches_at_fraction():
+  key = jax.random.PRNGKey(0)
+  sources = [methods.row_sources("two_stage", MIX, key, 2, s, 10)[0] for s in range(10)]
+  assert sources == [methods.GROUND_TRUTH] * 5 + [methods.STUDENT] * 5
+
+
+def test_assemble_batch_layout():
+  class FakeRollout:
+    tokens = np.array([[0, 0, 0, 0, 0, 0], [7, 8, 9, 4, 5, 0]])
+    from_teacher = np.array([[0] * 6, [0, 0, 0, 1, 0, 0]], bool)
+    prompt_length = np.array([0, 3])
+    length = np.array([0, 5])
+  batch = methods.assemble_batch([[1, 2], [7, 8, 9]], [[3, 4, 5], [99]],
+                                 np.array([methods.GROUND_TRUTH, methods.SKD]),
+                                 {methods.SKD: FakeRollout}, pad_id=0, buckets=(4, 8))
+  np.testing.assert_array_equal(batch["tokens"], [[1, 2, 3, 4, 5, 0, 0, 0],
+                                                  [7, 8, 9, 4, 5, 0, 0, 0]])
+  np.testing.assert_array_equal(batch["loss_mask"].astype(int), [[0, 0, 1, 1, 1, 0, 0, 0],
+                                                                 [0, 0, 0, 1, 1, 0, 0, 0]])
+  assert batch["from_teacher"][1].tolist() == [0, 0, 0, 1, 0, 0, 0, 0]
+  assert batch["sampled"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("method", sorted(methods.METHODS))
+def test_every_method_trains_end_to_end(method, tmp_path):
+  config = tiny_config(method=method)
+  result = loop.run(config, str(tmp_path), "train")
+  assert result["step"] == 2
+  rows = [l for l in open(tmp_path / "metrics.jsonl") if '"train"' in l]
+  assert len(rows) == 2 and "NaN" not in rows[0].split('"loss":')[1].split(",")[0]
+  assert os.path.isdir(tmp_path / "checkpoints" / "2")
+  assert os.path.exists(tmp_path / "samples" / "step_2.jsonl")
+
+
+@pytest.fixture(scope="module")
+def env():
+  return loop.setup(tiny_config(), "/tmp/skdtests/unused")
+
+
+@pytest.mark.parametrize("method", ["sft", "supervised_kd"])
+def test_fixed_batch_loss_decreases(env, method):
+  env.config.unlock()
+  env.config.method = method
+  env.config.lock()
+  dataset, _ = loop.train_dataset(env)
+  state = loop.create_state(env, 20)
+  batch, _ = loop.make_train_batch(env, state, next(iter(dataset)), 0, 20)
+  losses = []
+  for _ in range(20):
+    state, metrics = loop.apply_step(env, state, batch)
+    losses.append(loop._mean(metrics["loss"]))
+  assert losses[-1] < losses[0], losses
+  assert sum(b < a for a, b in zip(losses, losses[1:])) >= 15, losses
