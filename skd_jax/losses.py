@@ -37,6 +37,7 @@ Conventions (pinned by tests/test_losses.py):
   An all-zero mask gives a loss of 0 (the count is clamped to 1 in the division).
 """
 from collections.abc import Callable
+import functools
 import math
 from typing import Any
 
@@ -265,57 +266,131 @@ def _pad_to_multiple(x: Array, multiple: int, axis: int = 1) -> Array:
 
 
 def _split_chunks(x: Array, chunk_size: int) -> Array:
-  """[B, L, ...] (L a multiple of chunk_size) -> [L // chunk_size, B, C, ...]."""
+  """[B, L, ...] -> [ceil(L / chunk_size), B, C, ...] (the tail zero-padded)."""
+  x = _pad_to_multiple(x, chunk_size)
   b, l = x.shape[:2]
   x = x.reshape((b, l // chunk_size, chunk_size) + x.shape[2:])
   return jnp.moveaxis(x, 1, 0)
 
 
+def _merge_chunks(x: Array, length: int) -> Array:
+  """Inverse of ``_split_chunks``: [N, B, C, ...] -> [B, length, ...]."""
+  x = jnp.moveaxis(x, 0, 1)
+  x = x.reshape((x.shape[0], -1) + x.shape[3:])
+  return x[:, :length]
+
+
+def _chunk_weighted_sum(token_fn, params, consts, chunk_inputs,
+                        chunk_const_inputs, chunk_mask, weights):
+  """``sum_{b, c} weights[b] * token_fn(...)[b, c]`` over the chunk's mask."""
+  values = token_fn(params, consts, *chunk_inputs, *chunk_const_inputs)
+  return jnp.sum(jnp.where(chunk_mask, values, 0.0) * weights[:, None])
+
+
+def _chunks(chunk_size, inputs, const_inputs, mask):
+  split = lambda xs: tuple(_split_chunks(x, chunk_size) for x in xs)
+  return split(inputs), split(const_inputs), _split_chunks(mask, chunk_size)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _fused_weighted_sum(token_fn, chunk_size, params, consts, inputs,
+                        const_inputs, mask, weights):
+  """Value of the chunked weighted sum (no gradient work when not differentiated)."""
+  def body(total, chunk):
+    xs, cs, m = chunk
+    return total + _chunk_weighted_sum(token_fn, params, consts, xs, cs, m,
+                                       weights), None
+
+  total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32),
+                          _chunks(chunk_size, inputs, const_inputs, mask))
+  return total
+
+
+def _fused_weighted_sum_fwd(token_fn, chunk_size, params, consts, inputs,
+                            const_inputs, mask, weights):
+  """Value and gradients in one pass over the chunks.
+
+  Each chunk's gradient is taken while its logits are live, so the backward pass
+  needs no recomputation and nothing of size [B, L, V] is ever stored; the
+  parameter gradient is accumulated in the parameters' dtype (float32 masters).
+  """
+  grad_fn = jax.value_and_grad(_chunk_weighted_sum, argnums=(1, 3))
+
+  def body(carry, chunk):
+    total, param_grads = carry
+    xs, cs, m = chunk
+    value, (g_params, g_inputs) = grad_fn(token_fn, params, consts, xs, cs, m,
+                                          weights)
+    param_grads = jax.tree.map(jnp.add, param_grads, g_params)
+    return (total + value, param_grads), g_inputs
+
+  init = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+  (total, param_grads), input_grads = jax.lax.scan(
+      body, init, _chunks(chunk_size, inputs, const_inputs, mask))
+  length = mask.shape[1]
+  input_grads = tuple(_merge_chunks(g, length) for g in input_grads)
+  return total, (param_grads, input_grads)
+
+
+def _fused_weighted_sum_bwd(token_fn, chunk_size, residuals, cotangent):
+  del token_fn, chunk_size
+  param_grads, input_grads = residuals
+  scale = lambda g: (g * cotangent).astype(g.dtype)
+  return (jax.tree.map(scale, param_grads), None,
+          tuple(scale(g) for g in input_grads), None, None, None)
+
+
+_fused_weighted_sum.defvjp(_fused_weighted_sum_fwd, _fused_weighted_sum_bwd)
+
+
 def chunked_sum_and_count(token_fn: Callable[..., Array], params: Any,
                           inputs: tuple[Array, ...], mask: Array, *,
+                          consts: Any = None,
+                          const_inputs: tuple[Array, ...] = (),
                           chunk_size: int = 128,
                           per_sequence: bool = False) -> tuple[Array, Array]:
-  """``masked_sum_and_count(token_fn(params, *inputs), mask)`` chunk by chunk.
+  """``masked_sum_and_count(token_fn(...), mask)`` chunk by chunk, fused backward.
 
   The positions are cut into chunks of ``chunk_size`` (the tail is padded and
-  masked out) and scanned; ``jax.checkpoint`` on the chunk function makes the
-  backward pass recompute each chunk's intermediates (the [B, C, V] logits)
-  instead of storing them, so peak memory grows with B * chunk_size * V, not
-  with B * L * V.
+  masked out) and scanned. Under differentiation the gradient of each chunk is
+  computed in the same scan step as its value (a ``jax.custom_vjp``: the loss is a
+  scalar, so its gradient is known up to the incoming cotangent), as in fused
+  linear-cross-entropy kernels: no [B, L, V] buffer is stored and nothing is
+  recomputed in the backward pass. Peak memory grows with B * chunk_size * V plus
+  one gradient buffer for ``params``.
 
   Args:
-    token_fn: ``(params, *chunk_inputs) -> [B, C]`` per-position values; each
-      chunk input is the [B, C, ...] slice of the matching ``inputs`` entry.
-    params: pytree passed to every call of ``token_fn`` (differentiable).
-    inputs: arrays [B, L, ...] sliced along the position axis.
+    token_fn: ``(params, consts, *chunk_inputs, *chunk_const_inputs) -> [B, C]``
+      per-position values; each chunk input is the [B, C, ...] slice of the
+      matching array. Must not close over traced values (pass them in).
+    params: pytree, differentiated (e.g. the student's LM head).
+    inputs: arrays [B, L, ...], differentiated (e.g. student hidden states).
     mask: [B, L] bool, positions that count.
+    consts: pytree, not differentiated (e.g. the teacher's LM head).
+    const_inputs: arrays [B, L, ...], not differentiated (e.g. teacher hidden
+      states, integer targets).
     chunk_size: positions per chunk.
     per_sequence: pair semantics of ``masked_sum_and_count``.
 
   Returns:
-    ``(sum, count)`` float32 scalars.
+    ``(sum, count)`` float32 scalars; gradients flow to ``params`` and ``inputs``
+    through ``sum`` only.
   """
   mask = mask.astype(bool)
   chunk_size = max(1, min(chunk_size, mask.shape[1]))
-
-  @jax.checkpoint
-  def chunk_sums(params, chunk_mask, *chunk_inputs):
-    """Per-sequence masked sums [B] of one chunk."""
-    values = token_fn(params, *chunk_inputs)
-    return jnp.sum(jnp.where(chunk_mask, values, 0.0), axis=-1)
-
-  def body(seq_sums, chunk):
-    return seq_sums + chunk_sums(params, *chunk), None
-
-  chunks = tuple(
-      _split_chunks(_pad_to_multiple(x, chunk_size), chunk_size)
-      for x in (mask,) + tuple(inputs))
-  seq_sums, _ = jax.lax.scan(
-      body, jnp.zeros(mask.shape[:1], jnp.float32), chunks)
   seq_counts = jnp.sum(mask, axis=-1).astype(jnp.float32)
   if per_sequence:
-    return _per_sequence_sum_and_count(seq_sums, seq_counts)
-  return jnp.sum(seq_sums), jnp.sum(seq_counts)
+    # Sum of per-sequence means = sum of values weighted by 1 / row count.
+    weights = jnp.where(seq_counts > 0, 1.0 / jnp.maximum(seq_counts, 1.0), 0.0)
+    count = jnp.sum((seq_counts > 0).astype(jnp.float32))
+  else:
+    weights = jnp.ones_like(seq_counts)
+    count = jnp.sum(seq_counts)
+  consts = jax.lax.stop_gradient(consts)
+  const_inputs = tuple(jax.lax.stop_gradient(x) for x in const_inputs)
+  total = _fused_weighted_sum(token_fn, chunk_size, params, consts,
+                              tuple(inputs), const_inputs, mask, weights)
+  return total, count
 
 
 def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
@@ -327,9 +402,9 @@ def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
 
   Equal to ``divergence(name, teacher_head(teacher_params, teacher_hidden),
   student_head(student_params, student_hidden), mask, reduction="sum")`` (or
-  ``"sequence_sum"``), computed chunk by chunk with rematerialisation (see
-  ``chunked_sum_and_count``). The teacher side is under ``stop_gradient``;
-  gradients flow to ``student_params`` and ``student_hidden``.
+  ``"sequence_sum"``), computed chunk by chunk with the gradient fused into the
+  forward scan (see ``chunked_sum_and_count``). The teacher side is under
+  ``stop_gradient``; gradients flow to ``student_params`` and ``student_hidden``.
 
   Args:
     name: divergence name, see ``divergence``.
@@ -344,23 +419,20 @@ def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
     reduction: ``"token"`` or ``"sequence"``: which ``(sum, count)`` pair to
       return (the ``"sum"`` / ``"sequence_sum"`` spellings are accepted too).
     **kwargs: ``temperature``, ``beta``, ``alpha``, ``top_k`` of
-      ``token_divergence``.
+      ``token_divergence`` (static Python values).
 
   Returns:
     ``(sum, count)`` float32 scalars.
   """
   _check_reduction(reduction)
-  teacher_hidden = jax.lax.stop_gradient(teacher_hidden)
-  teacher_params = jax.lax.stop_gradient(teacher_params)
 
-  def token_fn(params, t_hidden, s_hidden):
-    t_params, s_params = params
+  def token_fn(s_params, t_params, s_hidden, t_hidden):
     return token_divergence(name, teacher_head(t_params, t_hidden),
                             student_head(s_params, s_hidden), **kwargs)
 
   return chunked_sum_and_count(
-      token_fn, (teacher_params, student_params),
-      (teacher_hidden, student_hidden), mask, chunk_size=chunk_size,
+      token_fn, student_params, (student_hidden,), mask, consts=teacher_params,
+      const_inputs=(teacher_hidden,), chunk_size=chunk_size,
       per_sequence=reduction in ("sequence", "sequence_sum"))
 
 
@@ -384,6 +456,6 @@ def chunked_cross_entropy(hidden: Array, head: HeadFn, params: Any,
   """
   _check_reduction(reduction)
   return chunked_sum_and_count(
-      lambda p, h, y: token_cross_entropy(head(p, h), y), params,
-      (hidden, targets), mask, chunk_size=chunk_size,
+      lambda p, _, h, y: token_cross_entropy(head(p, h), y), params,
+      (hidden,), mask, const_inputs=(targets,), chunk_size=chunk_size,
       per_sequence=reduction in ("sequence", "sequence_sum"))
