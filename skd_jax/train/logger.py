@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Any, Mapping
 
 import tqdm
@@ -68,7 +69,7 @@ class RunLogger:
 
   def message(self, text: str) -> None:
     if self._bar is not None:
-      self._bar.write(text)
+      self._bar.write(text, file=sys.stderr)
     elif self.enabled:
       print(text, flush=True)
 
