@@ -94,7 +94,7 @@ Settings (environment variables; current value in brackets):
   SPOT              1: spot capacity (preemptible, cheap) [${SPOT}]
   QUEUED            1: create through queued-resources    [${QUEUED}]
   QR_ID             queued resource id                   [${QR_ID}]
-  CONFIG            experiment config, e.g. configs/skd_gemma.py (required by run)
+  CONFIG            experiment config, e.g. configs/gemma_translate.py (required by run)
                                                          [${CONFIG}]
   WORKDIR           checkpoints and metrics; $([[ "${MODE}" == pod ]] && echo "must be gs://... (shared by all hosts)" || echo "gs://... recommended (survives the VM)") (required by run)
                                                          [${WORKDIR}]
@@ -117,8 +117,8 @@ Settings (environment variables; current value in brackets):
 
 Example:
   $([[ "${MODE}" == pod ]] \
-    && echo "TPU_NAME=skd-pod ZONE=us-central2-b ACCELERATOR_TYPE=v4-32 CONFIG=configs/skd_gemma.py WORKDIR=gs://my-bucket/skd/run1 ${SCRIPT_NAME} run" \
-    || echo "TPU_NAME=skd-vm ZONE=us-central2-b ACCELERATOR_TYPE=v4-8 CONFIG=configs/skd_gemma.py WORKDIR=gs://my-bucket/skd/run1 ${SCRIPT_NAME} run")
+    && echo "TPU_NAME=skd-pod ZONE=us-central2-b ACCELERATOR_TYPE=v4-32 CONFIG=configs/gemma_translate.py WORKDIR=gs://my-bucket/skd/run1 ${SCRIPT_NAME} run" \
+    || echo "TPU_NAME=skd-vm ZONE=us-central2-b ACCELERATOR_TYPE=v4-8 CONFIG=configs/gemma_translate.py WORKDIR=gs://my-bucket/skd/run1 ${SCRIPT_NAME} run")
 See launch/README.md for the full runbook.
 EOF
 }
@@ -147,7 +147,7 @@ validate_accelerator() {
 }
 
 validate_run() {
-  [[ -n "${CONFIG}" ]] || die "CONFIG is not set: the experiment config to run, e.g. CONFIG=configs/skd_gemma.py (see ${SCRIPT_NAME} --help)."
+  [[ -n "${CONFIG}" ]] || die "CONFIG is not set: the experiment config to run, e.g. CONFIG=configs/gemma_translate.py (see ${SCRIPT_NAME} --help)."
   [[ -n "${WORKDIR}" ]] || die "WORKDIR is not set: where checkpoints go$([[ "${MODE}" == pod ]] && echo ", a gs:// path shared by all hosts, e.g. WORKDIR=gs://my-bucket/skd/run1" || echo ", e.g. WORKDIR=gs://my-bucket/skd/run1")."
   if [[ "${MODE}" == pod && "${WORKDIR}" != gs://* ]]; then
     die "WORKDIR='${WORKDIR}' must be a gs:// path on a pod: every host writes its shards of the checkpoint there and each host's local disk is private."

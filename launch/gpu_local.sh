@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One multi-GPU host, no scheduler.
 #
-#   CONFIG=configs/skd_gemma.py WORKDIR=/data/skd/run1 launch/gpu_local.sh
+#   CONFIG=configs/gemma_translate.py WORKDIR=/data/skd/run1 launch/gpu_local.sh
 #       one process that drives every visible GPU (the usual way; no jax.distributed).
 #   PROCS=8 CONFIG=... WORKDIR=... launch/gpu_local.sh
 #       8 processes, process i sees GPU i only, joined through COORDINATOR_ADDRESS /
@@ -45,7 +45,7 @@ LOG_DIR="${LOG_DIR:-logs}"
 LOG_NAME="${LOG_NAME:-skd}"
 
 [[ "${DRY_RUN}" == 0 || "${DRY_RUN}" == 1 ]] || die "DRY_RUN must be 0 or 1, got '${DRY_RUN}'."
-[[ -n "${CONFIG}" ]] || die "CONFIG is not set: the experiment config, e.g. CONFIG=configs/skd_gemma.py."
+[[ -n "${CONFIG}" ]] || die "CONFIG is not set: the experiment config, e.g. CONFIG=configs/gemma_translate.py."
 [[ -n "${WORKDIR}" ]] || die "WORKDIR is not set: where checkpoints and metrics go, e.g. WORKDIR=/data/skd/run1."
 [[ "${PROCS}" =~ ^[1-9][0-9]*$ ]] || die "PROCS must be a positive integer, got '${PROCS}'."
 [[ -f "${REPO_DIR}/${CONFIG%%:*}" ]] || warn "${CONFIG%%:*} is not in ${REPO_DIR}."

@@ -142,7 +142,7 @@ TPU_SETTINGS = {
     "ZONE": "europe-west4-a",
     "ACCELERATOR_TYPE": "v5litepod-8",
     "PROJECT": "my-proj",
-    "CONFIG": "configs/skd_gemma.py",
+    "CONFIG": "configs/gemma_translate.py",
     "WORKDIR": "gs://my-bucket/skd/run1",
 }
 
@@ -191,7 +191,7 @@ def test_tpu_run(sandbox, script, settings):
   assert line.startswith(f"gcloud compute tpus tpu-vm ssh {name} --zone={settings['ZONE']} ")
   assert "--worker=all" in line.split()
   command = _remote_command(line)
-  assert ("python -m skd_jax.main --config=configs/skd_gemma.py "
+  assert ("python -m skd_jax.main --config=configs/gemma_translate.py "
           "--workdir=gs://my-bucket/skd/run1 --config.train.steps=10 --config.seed=3"
          ) in command
   assert "nohup" in command and "$(hostname).log" in command  # Background, per-worker log.
@@ -332,7 +332,7 @@ def test_tpu_run_logs_stop_for_real(sandbox):
     while "cwd:" not in (log.read_text() if log.exists() else "") and time.time() < deadline:
       time.sleep(0.05)
     text = log.read_text()
-    assert ("fake python: -m skd_jax.main --config=configs/skd_gemma.py "
+    assert ("fake python: -m skd_jax.main --config=configs/gemma_translate.py "
             "--workdir=gs://my-bucket/skd/run1 --config.seed=3") in text
     assert f"cwd: {home / 'skd_jax'}" in text
     pid = int(pid_file.read_text())
@@ -362,11 +362,11 @@ def test_tpu_run_logs_stop_for_real(sandbox):
 
 
 def test_slurm_dry_run_outside_allocation(sandbox):
-  lines = _dry(SLURM, sandbox=sandbox, NODES="4", CONFIG="configs/skd_gemma.py",
+  lines = _dry(SLURM, sandbox=sandbox, NODES="4", CONFIG="configs/gemma_translate.py",
                WORKDIR="/shared/skd/run1", EXTRA_FLAGS="--config.seed=1")
   srun = _line(lines, "srun ")
   assert srun.startswith("srun --nodes=4 --ntasks-per-node=1 --gpus-per-node=8 ")
-  assert srun.endswith("python -m skd_jax.main --config=configs/skd_gemma.py "
+  assert srun.endswith("python -m skd_jax.main --config=configs/gemma_translate.py "
                        "--workdir=/shared/skd/run1 --config.seed=1")
   assert "export JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7" in lines
   assert lines.index("export JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7") < lines.index(srun)
