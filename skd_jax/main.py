@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from skd_jax.experiments import compare
 from skd_jax.train import loop
 from skd_jax.train.validate import ConfigError
 
@@ -28,8 +29,12 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO.
     logging.set_verbosity(logging.WARNING)
+  config = _CONFIG.value
   try:
-    loop.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+    if "compare" in config and _MODE.value == "train":   # e.g. configs/demo.py
+      compare.run_comparison(config, _WORKDIR.value)
+    else:
+      loop.run(config, _WORKDIR.value, _MODE.value)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
