@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import platform
 import resource
 import statistics
@@ -168,33 +169,44 @@ def main():
   info = dict(backend=jax.default_backend(),
               devices=[str(d) for d in jax.devices()],
               machine=platform.processor() or platform.machine(),
-              jax=jax.__version__, args=vars(args))
+              cpu_count=os.cpu_count(), jax=jax.__version__, args=vars(args),
+              load_average_at_start=os.getloadavg())
   peak = {
       "float32": matmul_peak(args.matmul_size, jnp.float32, args.repeats),
       "bfloat16": matmul_peak(args.matmul_size, jnp.bfloat16, args.repeats),
   }
-  print(f"matmul peak ({args.matmul_size}^3): "
-        + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
+  print(f"matmul peak ({args.matmul_size}^3, float32 accumulation): "
+        + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()),
+        flush=True)
 
-  runs = []
-  for dtype in ("float32", "bfloat16"):
-    runs.append(bench_step("tiny-gemma3", 2, dtype, 8, 128, args.repeats,
-                           args.chunk_size))
-    if not args.skip_270m:
-      runs.append(bench_step("gemma-3-270m", args.student_layers, dtype,
-                             args.batch, args.length, args.repeats,
-                             args.chunk_size))
-  for r in runs:
-    r["fraction_of_peak"] = r["flops_per_s"] / peak[r["dtype"]]
+  results = dict(info=info, matmul_peak_flops=peak, steps=[],
+                 loss_memory_bytes=[])
 
-  print(f"\n{'pair':42s} {'dtype':9s} {'B x L':>9s} {'step s':>8s} "
+  def save():
+    info["load_average_now"] = os.getloadavg()
+    results["peak_rss_mib"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10)
+    with open(args.json, "w") as f:
+      json.dump(results, f, indent=1)
+
+  print(f"\n{'pair':36s} {'dtype':9s} {'B x L':>9s} {'step s':>8s} "
         f"{'tok/s':>9s} {'GFLOP/s':>8s} {'of peak':>8s}")
-  for r in runs:
-    print(f"{r['pair']:42s} {r['dtype']:9s} {r['batch']:>4d} x{r['length']:>4d}"
-          f" {r['step_s']:8.3f} {r['tokens_per_s']:9.1f}"
-          f" {r['flops_per_s'] / 1e9:8.2f} {r['fraction_of_peak']:8.1%}")
+  for dtype in ("float32", "bfloat16"):
+    pairs = [("tiny-gemma3", 2, 8, 128)]
+    if not args.skip_270m:
+      pairs.append(("gemma-3-270m", args.student_layers, args.batch,
+                    args.length))
+    for teacher, layers, batch, length in pairs:
+      r = bench_step(teacher, layers, dtype, batch, length, args.repeats,
+                     args.chunk_size)
+      r["fraction_of_peak"] = r["flops_per_s"] / peak[dtype]
+      results["steps"].append(r)
+      save()
+      print(f"{r['pair']:36s} {dtype:9s} {batch:>4d} x{length:>4d}"
+            f" {r['step_s']:8.3f} {r['tokens_per_s']:9.1f}"
+            f" {r['flops_per_s'] / 1e9:8.2f} {r['fraction_of_peak']:8.1%}",
+            flush=True)
 
-  memory = []
   if not args.skip_270m:
     print("\nXLA temp memory of the fp32 gradient computation at gemma-3-270m "
           "shapes (MiB):")
@@ -202,16 +214,17 @@ def main():
     for length in args.memory_lengths:
       m = loss_memory("gemma-3-270m", args.student_layers, args.batch, length,
                       args.chunk_size)
-      memory.append(dict(batch=args.batch, length=length, **m))
+      results["loss_memory_bytes"].append(
+          dict(batch=args.batch, length=length, **m))
+      save()
       print(f"{args.batch:>4d} x{length:>5d} {m['chunked'] / 2**20:8.0f}"
             f" {m['naive'] / 2**20:8.0f}"
-            f" {m['logits_bytes_one_model'] / 2**20:9.0f}")
-  peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-  print(f"process peak RSS: {peak_rss:.0f} MiB")
-  with open(args.json, "w") as f:
-    json.dump(dict(info=info, matmul_peak_flops=peak, steps=runs,
-                   loss_memory_bytes=memory, peak_rss_mib=peak_rss), f,
-              indent=1)
+            f" {m['logits_bytes_one_model'] / 2**20:9.0f}", flush=True)
+  save()
+  print(f"load average at start / end: {info['load_average_at_start'][0]:.1f} /"
+        f" {info['load_average_now'][0]:.1f} ({os.cpu_count()} CPUs; other "
+        f"processes share them)")
+  print(f"process peak RSS: {results['peak_rss_mib']:.0f} MiB")
   print(f"wrote {args.json}")
 
 
