@@ -157,9 +157,18 @@ def init_cache(cfg: ModelConfig, batch_size: int, length: int, dtype=None) -> KV
 # ----------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------
-def _dot(eq: str, x: jax.Array, w: jax.Array, dt) -> jax.Array:
-  """einsum with inputs in `dt` and float32 accumulation, result in `dt`."""
-  return jnp.einsum(eq, x.astype(dt), w.astype(dt), preferred_element_type=jnp.float32).astype(dt)
+def _dense(x: jax.Array, w: jax.Array, dt, n_in: int = 1) -> jax.Array:
+  """x [..., *in] @ w [*in, *out] with inputs in `dt`, float32 accumulation, result in `dt`.
+
+  Computed as one 2-D matmul [N, in] @ [in, out]: the weight gradient then
+  contracts a single axis, which XLA's CPU backend runs ~2x faster than an
+  einsum contracting (batch, seq).
+  """
+  lead, in_shape, out_shape = x.shape[:x.ndim - n_in], w.shape[:n_in], w.shape[n_in:]
+  x2 = x.reshape(-1, math.prod(in_shape)).astype(dt)
+  w2 = w.reshape(math.prod(in_shape), -1).astype(dt)
+  y = jnp.dot(x2, w2, preferred_element_type=jnp.float32).astype(dt)
+  return y.reshape(*lead, *out_shape)
 
 
 def rms_norm(x: jax.Array, w: jax.Array, cfg: ModelConfig) -> jax.Array:
@@ -224,13 +233,13 @@ def _write_cache(buf: jax.Array, layer: jax.Array, new: jax.Array, slots: jax.Ar
 
 
 def _mlp(x, p, cfg: ModelConfig, dt):
-  gate = _dot("btd,df->btf", x, p["gate"], dt)
-  up = _dot("btd,df->btf", x, p["up"], dt)
+  gate = _dense(x, p["gate"], dt)
+  up = _dense(x, p["up"], dt)
   if cfg.activation == "gelu_tanh":
     act = jax.nn.gelu(gate.astype(jnp.float32), approximate=True)
   else:
     act = jax.nn.silu(gate.astype(jnp.float32))
-  return _dot("btf,fd->btd", (act * up.astype(jnp.float32)).astype(dt), p["down"], dt)
+  return _dense((act * up.astype(jnp.float32)).astype(dt), p["down"], dt)
 
 
 # ----------------------------------------------------------------------------
@@ -253,12 +262,14 @@ def embed_tokens(params: Params, tokens: jax.Array, cfg: ModelConfig) -> jax.Arr
 def lm_head(params: Params, hidden: jax.Array, cfg: ModelConfig) -> jax.Array:
   """Final-normed hidden [..., D] -> float32 logits [..., V] (soft-capped for Gemma 2)."""
   dt = dtype_of(cfg.dtype)
+  lead = hidden.shape[:-1]
+  h2 = hidden.reshape(-1, hidden.shape[-1]).astype(dt)   # 2-D: see `_dense`
   if cfg.tie_embeddings:
-    logits = jnp.einsum("...d,vd->...v", hidden.astype(dt), params["embed"].astype(dt),
-                        preferred_element_type=jnp.float32)
+    logits = jax.lax.dot_general(h2, params["embed"].astype(dt), (((1,), (1,)), ((), ())),
+                                 preferred_element_type=jnp.float32)
   else:
-    logits = jnp.einsum("...d,dv->...v", hidden.astype(dt), params["lm_head"].astype(dt),
-                        preferred_element_type=jnp.float32)
+    logits = jnp.dot(h2, params["lm_head"].astype(dt), preferred_element_type=jnp.float32)
+  logits = logits.reshape(*lead, logits.shape[-1])
   return _softcap(logits, cfg.final_logit_softcap)
 
 
@@ -320,9 +331,7 @@ def forward(params: Params, tokens: jax.Array, cfg: ModelConfig, *,
     sin = jnp.where(sliding, local_rope[1], global_rope[1])
 
     h = rms_norm(x, p["attn_norm"], cfg)
-    q = _dot("btd,dhk->bthk", h, p["q"], dt)
-    k = _dot("btd,dhk->bthk", h, p["k"], dt)
-    v = _dot("btd,dhk->bthk", h, p["v"], dt)
+    q, k, v = _dense(h, p["q"], dt), _dense(h, p["k"], dt), _dense(h, p["v"], dt)
     if cfg.qkv_bias:
       q, k, v = q + p["q_bias"].astype(dt), k + p["k_bias"].astype(dt), v + p["v_bias"].astype(dt)
     if cfg.has_qk_norm:
@@ -337,7 +346,7 @@ def forward(params: Params, tokens: jax.Array, cfg: ModelConfig, *,
       keys, values = k, v
     mask = attention_mask(positions, k_pos, window, k_valid)
     attn = _attend(q, keys, values, mask, cfg, dt)
-    attn = _dot("bthk,hkd->btd", attn, p["o"], dt)
+    attn = _dense(attn, p["o"], dt, n_in=2)
     if cfg.has_post_norms:
       attn = rms_norm(attn, p["attn_post_norm"], cfg)
     x = x + attn
