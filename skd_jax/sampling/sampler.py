@@ -32,6 +32,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from skd_jax import sharding
 from skd_jax.models import transformer
 from skd_jax.models.config import ModelConfig
 from skd_jax.sampling import distributions
@@ -185,9 +186,15 @@ def _round(state: LoopState, student_params, teacher_params, prompt_length, row_
                  s_cache, t_cache)
 
 
-def _prefill(params, cfg, prompt_tokens, prompt_length, cache_length):
-  """Caches holding every prompt token but the last (which is pending)."""
+def _prefill(params, cfg, prompt_tokens, prompt_length, cache_length, rules: str):
+  """Caches holding every prompt token but the last (which is pending).
+
+  Under a mesh (`jax.set_mesh`) the cache is laid out by the model's rule table
+  (`skd_jax.sharding`): it stays that way through the loop, with no resharding.
+  """
   cache = transformer.init_cache(cfg, prompt_tokens.shape[0], cache_length)
+  cache = cache.replace(k=sharding.with_logical_constraint(cache.k, transformer.CACHE_AXES.k, rules),
+                        v=sharding.with_logical_constraint(cache.v, transformer.CACHE_AXES.v, rules))
   _, cache = transformer.forward(params, prompt_tokens, cfg, cache=cache, lengths=prompt_length - 1)
   return cache
 
@@ -223,10 +230,10 @@ def rollout(student_params, teacher_params, prompt_tokens: jax.Array, prompt_len
       tested=jnp.zeros((b,), jnp.int32),
       accepted=jnp.zeros((b,), jnp.int32),
       rounds=jnp.zeros((), jnp.int32),
-      student_cache=_prefill(student_params, student_cfg, prompt_tokens, prompt_length, width)
-      if use_student else None,
-      teacher_cache=_prefill(teacher_params, teacher_cfg, prompt_tokens, prompt_length, width)
-      if use_teacher else None,
+      student_cache=_prefill(student_params, student_cfg, prompt_tokens, prompt_length, width,
+                             "student") if use_student else None,
+      teacher_cache=_prefill(teacher_params, teacher_cfg, prompt_tokens, prompt_length, width,
+                             "teacher") if use_teacher else None,
   )
   body = functools.partial(_round, student_params=student_params, teacher_params=teacher_params,
                            prompt_length=prompt_length, row_keys=row_keys, s_cfg=student_cfg,
