@@ -153,7 +153,7 @@ def run_comparison(config, workdir: str | None = None) -> dict[str, Any]:
     plot_lib.plot_run(os.path.join(workdir, method))
   metrics = list(cmp.table_metrics)
   table = format_table(rows, metrics)
-  plot_path = plot_comparison(workdir, list(cmp.methods), metrics[0])
+  plot_path = plot_comparison(workdir, list(cmp.methods), config.eval.metric or metrics[0])
   with open(os.path.join(workdir, "comparison.md"), "w") as f:
     f.write(table + "\n")
   with open(os.path.join(workdir, "comparison.json"), "w") as f:
