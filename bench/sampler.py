@@ -1,7 +1,8 @@
 """Speed of the SKD sampler (`skd_jax.sampling.sampler.rollout`) on CPU.
 
-    python bench/sampler.py                       # full run, ~15 minutes on 2 cores
-    python bench/sampler.py --quick               # fewer prompts/gammas, ~3-5 minutes
+    python bench/sampler.py                       # full run: pair (a) took 16 min and
+                                                  # pair (b) 15 min on the loaded 2 cores
+    python bench/sampler.py --quick               # fewer gammas/runs (still minutes)
     python bench/sampler.py --skip-real           # benchmark pair only
     python bench/sampler.py --pair-dir DIR        # default $SKD_BENCH_PAIR or
                                                   # ~/.cache/skd-bench-pair
@@ -21,8 +22,11 @@ benchmark (its models never emit EOS). Two model pairs:
       per-layer attention types kept) as student; prompts = 64-token windows of
       tokenized English text (BOS first).
 
-For every pair, methods "skd" (gamma 1, 2, 3, 4, 5, 8), "student" and "teacher" are
-timed at batch 1 and batch 8 with `jax.block_until_ready`, after one warm-up
+Methods "skd", "student" and "teacher" are timed with `jax.block_until_ready`:
+pair (a) skd gamma 1, 2, 3, 5, 8 (+ gamma 5 with the raw test) at batch 1 and
+gamma 1, 3 at batch 8; pair (b) gamma 1, 3 at batch 1 only (`--real-batch8` adds
+batch 8; a rollout takes minutes at V = 262K). Gamma 4 is left out to save
+compiles. Every program gets one warm-up
 (compile) call per program; configurations are run round-robin per prompt so
 that the machine's load drifts hit all of them alike. Reported per run: new
 tokens/s = batch * 128 / seconds, rounds, acceptance = accepted / tested drafts.
