@@ -36,9 +36,31 @@ def _law(q: np.ndarray, p: np.ndarray, p_raw_logits: np.ndarray, k: int) -> np.n
   return q * top + q[~top].sum() * p
 
 
-def _probs(logits, temperature, top_p):
-  warped = distributions.warp(jnp.asarray(logits), jnp.float32(temperature), jnp.float32(top_p))
-  return np.asarray(jax.nn.softmax(warped))
+def _probs(logits, temperature, top_p, top_k=0):
+  """Reference sampling distribution: temperature, then top-k, then top-p (numpy)."""
+  z = np.asarray(logits, np.float64) / temperature
+  keep = np.ones(len(z), bool)
+  if 0 < top_k < len(z):
+    keep &= z >= np.sort(z)[-top_k]
+  p = np.where(keep, np.exp(z - z.max()), 0.0)
+  p /= p.sum()
+  order = np.argsort(-p, kind="stable")
+  before = np.cumsum(p[order]) - p[order]
+  nucleus = np.zeros(len(z), bool)
+  nucleus[order[before < top_p]] = True
+  nucleus[order[0]] = True
+  p = np.where(nucleus, p, 0.0)
+  return p / p.sum()
+
+
+@pytest.mark.parametrize("temperature,top_p,top_k", [
+    (1.0, 1.0, 0), (0.5, 0.7, 0), (1.3, 0.9, 5), (0.8, 1.0, 3), (1.0, 0.3, 40)])
+def test_warp_matches_numpy_reference(temperature, top_p, top_k):
+  logits = np.random.default_rng(3).normal(0, 2, (4, 40)).astype(np.float32)
+  got = jax.nn.softmax(distributions.warp(jnp.asarray(logits), jnp.float32(temperature),
+                                          jnp.float32(top_p), top_k))
+  want = np.stack([_probs(row, temperature, top_p, top_k) for row in logits])
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
 
 
 def _chi2_pvalue(counts: np.ndarray, expected_probs: np.ndarray) -> float:
@@ -72,6 +94,7 @@ def small_vocab_pair():
     (3, {}),
     (VOCAB, {}),
     (3, {"student_temperature": 0.8, "teacher_temperature": 1.3, "top_p": 0.9}),
+    (2, {"student_temperature": 0.7, "top_p": 0.95, "sampling_top_k": 6}),
 ])
 def test_skd_law_first_and_second_token(small_vocab_pair, k, settings):
   student, teacher = small_vocab_pair
@@ -82,11 +105,13 @@ def test_skd_law_first_and_second_token(small_vocab_pair, k, settings):
   s_t = settings.get("student_temperature", 1.0)
   t_t = settings.get("teacher_temperature", 1.0)
   top_p = settings.get("top_p", 1.0)
+  top_k = settings.get("sampling_top_k", 0)
 
   def expected(prefix):
     s_logits = np.asarray(skd_jax.logits(student, [prefix]))[0, -1]
     t_logits = np.asarray(skd_jax.logits(teacher, [prefix]))[0, -1]
-    return _law(_probs(s_logits, s_t, top_p), _probs(t_logits, t_t, top_p), t_logits, k)
+    return _law(_probs(s_logits, s_t, top_p, top_k), _probs(t_logits, t_t, top_p, top_k),
+                t_logits, k)
 
   # First token: chi^2 goodness of fit; with a true law, p < 1e-3 happens 1 in 1000.
   first = np.bincount(tokens[:, 0], minlength=VOCAB)

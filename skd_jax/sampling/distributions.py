@@ -13,41 +13,61 @@ import jax.numpy as jnp
 NEG_INF = -jnp.inf
 
 
-def _top_k_filter(logits: jax.Array, k: int) -> jax.Array:
-  if k <= 0 or k >= logits.shape[-1]:
-    return logits
-  kth = jax.lax.top_k(logits, k)[0][..., -1:]
-  return jnp.where(logits < kth, NEG_INF, logits)
-
-
-def _top_p_filter(logits: jax.Array, top_p: jax.Array) -> jax.Array:
-  """Keeps the smallest set of most likely ids whose mass reaches top_p (at least one)."""
-  sorted_logits = -jnp.sort(-logits, axis=-1)
+def _nucleus_size(sorted_logits: jax.Array, top_p: jax.Array) -> jax.Array:
+  """[..., 1] int: how many of the descending `sorted_logits` the nucleus keeps (>= 1)."""
   probs = jax.nn.softmax(sorted_logits, axis=-1)
   mass_before = jnp.cumsum(probs, axis=-1) - probs
-  num_kept = jnp.maximum(jnp.sum(mass_before < top_p, axis=-1, keepdims=True), 1)
-  threshold = jnp.take_along_axis(sorted_logits, num_kept - 1, axis=-1)
-  return jnp.where(logits >= threshold, logits, NEG_INF)
+  return jnp.maximum(jnp.sum(mass_before < top_p, axis=-1, keepdims=True), 1)
+
+
+def _candidates(scaled: jax.Array, top_p: jax.Array, top_k: int):
+  """The sampling candidates of scaled logits [..., V], as (values, ids), each [..., C].
+
+  With a top-k filter (0 < k < V) the candidates are the k best ids, already sorted
+  by `lax.top_k`, so the nucleus needs no sort of the vocabulary (C = k). Without
+  one, C = V and the nucleus sorts only when top_p < 1. Excluded ids get -inf.
+  """
+  v = scaled.shape[-1]
+  if 0 < top_k < v:
+    values, ids = jax.lax.top_k(scaled, top_k)
+    keep = jnp.arange(top_k) < _nucleus_size(values, top_p)
+    return jnp.where(keep, values, NEG_INF), ids
+
+  def nucleus(x, p):
+    sorted_x = -jnp.sort(-x, axis=-1)
+    threshold = jnp.take_along_axis(sorted_x, _nucleus_size(sorted_x, p) - 1, axis=-1)
+    return jnp.where(x >= threshold, x, NEG_INF)
+
+  values = jax.lax.cond(top_p < 1.0, nucleus, lambda x, _: x, scaled, top_p)
+  return values, None
 
 
 def warp(logits: jax.Array, temperature: jax.Array, top_p: jax.Array, top_k: int = 0) -> jax.Array:
-  """Log-weights of the sampling distribution (float32, -inf = excluded).
+  """Log-weights of the sampling distribution over the vocabulary (float32, -inf = excluded).
 
   With temperature 0 the result is the raw logits (sampling is then argmax).
   """
   logits = logits.astype(jnp.float32)
-  safe_t = jnp.where(temperature > 0, temperature, 1.0)
-  warped = _top_k_filter(logits / safe_t, top_k)
-  # The sort of a full vocabulary only runs when a nucleus is asked for.
-  warped = jax.lax.cond(top_p < 1.0, _top_p_filter, lambda l, _: l, warped, top_p)
-  return jnp.where(temperature > 0, warped, logits)
+  scaled = logits / jnp.where(temperature > 0, temperature, 1.0)
+  values, ids = _candidates(scaled, top_p, top_k)
+  if ids is not None:   # scatter the k candidates back: keep ids at or above the cut-off
+    cutoff = jnp.min(jnp.where(jnp.isfinite(values), values, jnp.inf), axis=-1, keepdims=True)
+    values = jnp.where(scaled >= cutoff, scaled, NEG_INF)
+  return jnp.where(temperature > 0, values, logits)
 
 
 def sample(key: jax.Array, logits: jax.Array, temperature: jax.Array, top_p: jax.Array,
            top_k: int = 0) -> jax.Array:
-  """One id per row of logits [B, V] (keys [B]), int32 [B]."""
-  warped = warp(logits, temperature, top_p, top_k)
-  drawn = jax.vmap(jax.random.categorical)(key, warped)
+  """One id per row of logits [B, V] (keys [B]), int32 [B].
+
+  With a sampling top-k the draw is among the k candidates only (k Gumbels, not V).
+  """
+  logits = logits.astype(jnp.float32)
+  scaled = logits / jnp.where(temperature > 0, temperature, 1.0)
+  values, ids = _candidates(scaled, top_p, top_k)
+  drawn = jax.vmap(jax.random.categorical)(key, values)
+  if ids is not None:
+    drawn = jnp.take_along_axis(ids, drawn[:, None], axis=-1)[:, 0]
   return jnp.where(temperature > 0, drawn, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
 
 
