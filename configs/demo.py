@@ -9,18 +9,9 @@ starts untrained (weak) is distilled from it with each method; the test-set
 table (exact match, chrF, BLEU) is printed and saved with plots in WORKDIR
 (default /tmp/skd_jax/demo). See skd_jax/experiments/compare.py.
 """
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _base():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py")
-  spec = importlib.util.spec_from_file_location("skd_configs_base", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from skd_jax.config_files import sibling
 
 
 def _model(base, layers: int, width: int, seed: int, rules: str) -> ml_collections.ConfigDict:
@@ -33,7 +24,7 @@ def _model(base, layers: int, width: int, seed: int, rules: str) -> ml_collectio
 
 
 def get_config(arg: str = ""):
-  base = _base()
+  base = sibling(__file__, "base")
   c = base.get_config()
   c.name = "demo"
   c.tokenizer = "testing:gemma"      # Tiny offline BPE tokenizer with Gemma's chat template.

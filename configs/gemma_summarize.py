@@ -3,21 +3,12 @@
     python -m skd_jax.main --config=configs/gemma_summarize.py          # the paper's run
     python -m skd_jax.main --config=configs/gemma_summarize.py:tiny     # offline, ~1 min on CPU
 """
-import importlib.util
-import os
-
-
-def _base():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py")
-  spec = importlib.util.spec_from_file_location("skd_configs_base", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from skd_jax.config_files import sibling
 
 
 def get_config(arg: str = ""):
   """The experiment; `arg` "tiny" gives the offline smoke-test version."""
-  base = _base()
+  base = sibling(__file__, "base")
   c = base.get_config()
   c.name = "gemma_summarize"
   c.student.path = "google/gemma-2b-it"

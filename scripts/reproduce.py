@@ -14,7 +14,6 @@ Every run is resumable: finished runs are skipped.
 """
 import argparse
 import copy
-import importlib.util
 import json
 import os
 
@@ -24,10 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def demo_config(task: str, size: str):
-  spec = importlib.util.spec_from_file_location("demo", os.path.join(ROOT, "configs", "demo.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(size)
+  from skd_jax.config_files import sibling
+  c = sibling(os.path.join(ROOT, "configs", "demo.py"), "demo").get_config(size)
   c.task.name = task
   if task == "arithmetic":   # longer prompts and chain-of-thought answers
     c.task.max_prompt_tokens = 128
