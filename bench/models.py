@@ -419,17 +419,20 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 def report(results: dict) -> str:
   gib = lambda b: f"{b / 2**30:.2f}"
-  out = ["Load (fresh subprocess each; GGUF Q4_K_M dequantised to float32 by transformers)"]
-  out.append(_table(
+  out = []
+  if "load" in results:
+    out.append("Load (fresh subprocess each; GGUF Q4_K_M dequantised to float32 by transformers)")
+    out.append(_table(
       ["loader", "dtype", "load s", "peak RSS GiB", "RSS after imports GiB", "increase GiB",
        "params GiB"],
       [[r["loader"], r["dtype"], f"{r['load_s']:.1f}", gib(r["peak_rss_bytes"]),
         gib(r["rss_after_imports_bytes"]), gib(r["load_rss_increase_bytes"]),
         gib(r["params_bytes"])] for r in results["load"]]))
-  out.append("\nCompile (jax.jit(f).lower(...).compile(), Gemma-3-270M shapes, batch 1)")
-  out.append(_table(["fn", "layers", "lower s", "compile s"],
-                    [[r["fn"], r["num_layers"], f"{r['lower_s']:.2f}", f"{r['compile_s']:.2f}"]
-                     for r in results["compile"]]))
+  if "compile" in results:
+    out.append("\nCompile (jax.jit(f).lower(...).compile(), Gemma-3-270M shapes, batch 1)")
+    out.append(_table(["fn", "layers", "lower s", "compile s"],
+                      [[r["fn"], r["num_layers"], f"{r['lower_s']:.2f}", f"{r['compile_s']:.2f}"]
+                       for r in results["compile"]]))
   out.append(f"\nGreedy generation, {PROMPT_LEN}-token prompt + {NEW_TOKENS} new tokens "
              "(ms per new token incl. prefill; step = one decode step)")
   out.append(_table(
@@ -450,6 +453,9 @@ def main():
   parser.add_argument("--repeats", type=int, default=None, help="timed runs after warm-up")
   parser.add_argument("--json", default=RESULTS, help="where to write the results")
   parser.add_argument("--path", default=None, help="the .gguf (default: the packaged 270M)")
+  parser.add_argument("--decode-only", action="store_true", help="skip load and compile timings")
+  parser.add_argument("--dtypes", default=None, help="decode dtypes, e.g. bfloat16 (comma list)")
+  parser.add_argument("--batches", default=None, help="decode batch sizes, e.g. 1,8 (comma list)")
   parser.add_argument("--load-child", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
 
@@ -464,6 +470,10 @@ def main():
   else:
     load_kinds = ["float32", "torch:float32"]
     dtypes, batches, compile_repeats = ["float32", "bfloat16"], [1, 8], 1
+  if args.dtypes:
+    dtypes = args.dtypes.split(",")
+  if args.batches:
+    batches = [int(b) for b in args.batches.split(",")]
   results = {"settings": {"quick": args.quick, "repeats": repeats, "prompt_len": PROMPT_LEN,
                           "new_tokens": NEW_TOKENS, "checkpoint": os.path.basename(path),
                           "torch_threads": 2},
@@ -480,12 +490,13 @@ def main():
       json.dump(results, f, indent=2,
                 default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x))
 
-  print("1. load", flush=True)
-  results["load"] = bench_load(path, load_kinds)
-  save()
-  print("2. compile", flush=True)
-  results["compile"] = bench_compile([2, 18], compile_repeats)
-  save()
+  if not args.decode_only:
+    print("1. load", flush=True)
+    results["load"] = bench_load(path, load_kinds)
+    save()
+    print("2. compile", flush=True)
+    results["compile"] = bench_compile([2, 18], compile_repeats)
+    save()
   print("3. decode", flush=True)
   results["decode"] = bench_decode(path, dtypes, batches, repeats, on_row=save)
   save()
