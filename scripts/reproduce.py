@@ -63,6 +63,7 @@ def main():
   teacher_dir = os.path.join(root, "teacher")
   teacher = compare._train_once(compare._teacher_config(base, base.compare), teacher_dir)
   base.compare.teacher_path = os.path.join(teacher_dir, "export")
+  base.teacher.path = base.compare.teacher_path   # the K sweep runs bypass run_comparison
   metric = base.eval.metric
 
   results: dict[str, list[float]] = {}
