@@ -33,6 +33,7 @@ EXTRAS = {
         "torch==2.13.0",
         "accelerate>=1.0",  # transformers needs it to read GGUF (the parity reference)
         "pytest>=8",
+        "scipy>=1.11",  # chi-square bounds of the sampler law tests
         "pytest-xdist>=3.5",
         "nbclient>=0.10",
         "nbformat>=5.10",
