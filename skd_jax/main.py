@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from skd_jax import sharding
 from skd_jax.experiments import compare
 from skd_jax.train import loop
 from skd_jax.train.validate import ConfigError
@@ -29,6 +30,13 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO.
     logging.set_verbosity(logging.WARNING)
+  # First JAX call: joins the other processes of a TPU pod / SLURM / launch script run
+  # (a no-op for one process).
+  try:
+    sharding.initialize_distributed()
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
   config = _CONFIG.value
   try:
     if "compare" in config and _MODE.value == "train":   # e.g. configs/demo.py
