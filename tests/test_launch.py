@@ -434,9 +434,13 @@ def test_gpu_local_dry_run(sandbox):
   assert proc.returncode != 0 and "WORKDIR is not set" in proc.stderr
 
 
+# Process 1 fails only once process 0 has logged its line (no race under load).
 _FAKE_JOB = """#!/usr/bin/env bash
 echo "process $PROCESS_ID of $NUM_PROCESSES at $COORDINATOR_ADDRESS: $*"
-if [[ "$PROCESS_ID" == 1 ]]; then exit 3; fi
+if [[ "$PROCESS_ID" == 1 ]]; then
+  for _ in $(seq 50); do grep -qs "process 0" "$LOG_DIR/skd.0.log" && break; sleep 0.1; done
+  exit 3
+fi
 exec sleep 30
 """
 
