@@ -15,7 +15,6 @@ Measures, in one process:
 Timings are medians over `--repeats` calls after one warm-up call.
 """
 import argparse
-import dataclasses
 import functools
 import json
 import os

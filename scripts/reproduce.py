@@ -53,7 +53,6 @@ def main():
   args = ap.parse_args()
 
   from skd_jax.experiments import compare
-  from skd_jax.train import loop
 
   base = demo_config(args.task, args.size)
   if args.methods:
@@ -79,7 +78,6 @@ def main():
       compare._train_once(init, os.path.join(run_root, "sft_init"))
       c.checkpoint.restore_from = os.path.join(run_root, "sft_init", "checkpoints")
     if args.k_sweep:
-      vocab = None
       for k in [int(x) for x in args.k_sweep.split(",")]:
         ck = compare._run_config(c, "skd")
         ck.sampler.top_k = k if k > 0 else 1 << 30

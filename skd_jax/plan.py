@@ -36,7 +36,6 @@ import math
 from typing import Any, Mapping, Sequence
 
 import jax
-import numpy as np
 
 from skd_jax import sharding
 from skd_jax.models import transformer

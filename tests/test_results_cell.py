@@ -5,7 +5,6 @@ The cell: supervised FT, seed 0, test chrF of the number-translation table
 needs no teacher training: the same student init, data order and 250 updates as
 `scripts/reproduce.py --seeds=0` give the seed-0 student.
 """
-import copy
 import os
 import re
 import sys

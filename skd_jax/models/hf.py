@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_dtypes

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any
 
 import flax.struct
 import jax
@@ -378,5 +378,3 @@ def cast_params(params: Params, dtype) -> Params:
   return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
                       params)
 
-
-ForwardFn = Callable[..., tuple[jax.Array, KVCache | None]]

@@ -63,8 +63,12 @@ def _vocab_size(student: Model | None, teacher: Model | None, config: SamplerCon
 
 
 def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Sequence[int]],
-             config: SamplerConfig) -> None:
-  """Raises ValueError naming the bad value and the fix; runs before any compilation."""
+             config: SamplerConfig) -> tuple[int, int]:
+  """Raises ValueError naming the bad value and the fix; runs before any compilation.
+
+  Returns:
+    (the vocabulary size sampled over, the prompt bucket).
+  """
   if config.method not in sconfig.METHODS:
     raise ValueError(f"Unknown sampling method {config.method!r}; use one of {sconfig.METHODS}.")
   if config.method != "teacher" and student is None:
@@ -107,6 +111,7 @@ def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Seq
       raise ValueError(f"Prompt bucket {bucket} + max_new_tokens {config.max_new_tokens} needs "
                        f"{need} positions; {m.config.name} supports "
                        f"{m.config.max_position_embeddings}.")
+  return vocab, bucket
 
 
 def stop_ids_of(student: Model | None, teacher: Model | None, config: SamplerConfig) -> tuple[int, ...]:
@@ -121,10 +126,8 @@ def stop_ids_of(student: Model | None, teacher: Model | None, config: SamplerCon
 
 def prepare(student, teacher, prompts, config: SamplerConfig):
   """Validated static/dynamic settings and padded prompt arrays."""
-  validate(student, teacher, prompts, config)
-  vocab = _vocab_size(student, teacher, config)
+  vocab, bucket = validate(student, teacher, prompts, config)
   static, dyn = sconfig.split(config, stop_ids_of(student, teacher, config), vocab)
-  bucket = bucket_for(max(len(p) for p in prompts), config.prompt_buckets or default_buckets())
   tokens = np.zeros((len(prompts), bucket), np.int32)
   for i, p in enumerate(prompts):
     tokens[i, :len(p)] = p
