@@ -26,10 +26,12 @@ def demo_config(task: str, size: str):
   from skd_jax.config_files import sibling
   c = sibling(os.path.join(ROOT, "configs", "demo.py"), "demo").get_config(size)
   c.task.name = task
-  if task == "arithmetic":   # longer prompts and chain-of-thought answers
-    c.task.max_prompt_tokens = 128
-    c.task.max_new_tokens = 96
-    c.sampler.prompt_buckets = (128,)
+  if task == "arithmetic":   # longer prompts (<= 77 tokens) and chain-of-thought answers (<= 56)
+    c.task.max_prompt_tokens = 96
+    c.task.max_new_tokens = 64
+    c.sampler.prompt_buckets = (96,)
+    for model in (c.teacher, c.student):
+      model.overrides.max_position_embeddings = 192
     c.eval.metric = "gsm8k_accuracy"
     c.compare.table_metrics = ("gsm8k_accuracy",)
   return c

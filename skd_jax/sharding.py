@@ -491,3 +491,32 @@ def global_batch_from_local(local_batch: Any, mesh: Mesh,
   sharding = sharding or batch_sharding(mesh)
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def to_host(tree: Any) -> Any:
+  """numpy copies of a pytree of (possibly multi-process) global arrays.
+
+  A fully addressable array is fetched with `device_get`; one that spans other
+  processes' devices is gathered with `process_allgather` (a collective: every
+  process must call this with the same tree).
+  """
+  from jax.experimental import multihost_utils
+
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+  return jax.tree.map(fetch, tree)
+
+
+def across_processes(value: np.ndarray | int | float, reduce=np.max) -> np.ndarray:
+  """`reduce` (over processes) of a small host value; the value itself with one process.
+
+  Every process must call it (a collective). Used to agree on padded shapes
+  (max) and to total logging counts (np.sum).
+  """
+  value = np.asarray(value)
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils
+  return reduce(np.asarray(multihost_utils.process_allgather(value)), axis=0)

@@ -1,6 +1,7 @@
 """One process of the 2-process test, and the pieces the test shares with it.
 
-    python tests/multihost_worker.py OUT_DIR STEPS
+    python tests/multihost_worker.py OUT_DIR STEPS            # train_step on a global batch
+    python tests/multihost_worker.py WORKDIR STEPS driver     # the whole driver (loop.run)
 
 Environment: COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID (read by
 `sharding.initialize_distributed`), and XLA_FLAGS giving this process its own
@@ -62,6 +63,36 @@ def leaf_name(path) -> str:
   return ".".join(str(getattr(k, "key", k)) for k in path)
 
 
+def driver_config(method: str = "imitkd"):
+  """The demo's tiny models through the whole driver: rollouts, eval, checkpoint, export.
+
+  ImitKD mixes student rollouts with ground-truth rows in one batch (both paths).
+  """
+  from skd_jax.config_files import sibling
+  c = sibling(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs", "demo.py"), "demo").get_config("tiny")
+  del c["compare"]
+  c.method = method
+  c.mix.imitkd_fraction = 0.5
+  c.batch_size = 8
+  c.max_steps = STEPS
+  c.num_devices = 0
+  c.mesh = ",".join(f"{k}:{v}" for k, v in MESH.items())
+  c.eval.every_steps = 0
+  c.eval.limit = 8
+  c.eval.batch_size = 8
+  c.eval.final_split = "test"
+  c.checkpoint.every_steps = STEPS
+  c.log_every_steps = 1
+  c.export = True
+  return c
+
+
+def run_driver(workdir: str) -> dict:
+  from skd_jax.train import loop
+  return loop.run(driver_config(), workdir, "train")
+
+
 def main(out_dir: str, steps: int):
   import jax
   from skd_jax import sharding
@@ -102,4 +133,10 @@ if __name__ == "__main__":
   # Before any other JAX call.
   assert sharding.initialize_distributed(), "expected a multi-process run"
   jax.config.update("jax_default_matmul_precision", "highest")
-  main(sys.argv[1], int(sys.argv[2]))
+  if len(sys.argv) > 3 and sys.argv[3] == "driver":
+    import json  # noqa: E402
+    result = run_driver(sys.argv[1])
+    print(f"process {jax.process_index()}: done {json.dumps(result['final'], default=float)}",
+          flush=True)
+  else:
+    main(sys.argv[1], int(sys.argv[2]))

@@ -32,21 +32,34 @@ def _ids(batches):
 
 @pytest.mark.parametrize("hosts", [2, 4])
 def test_every_example_read_once_per_epoch(encoded, hosts):
-  n = len(encoded.examples)
-  per_epoch = collections.Counter()
-  epochs = 2
-  for host in range(hosts):
-    ds = pipeline.batch_dataset(encoded, batch_size=7, seed=3, num_epochs=epochs,
-                                shard_index=host, shard_count=hosts)
-    ids = _ids(ds)
-    shard = -(-(n - host) // hosts)  # ceil((n - host) / hosts).
-    assert len(ids) == epochs * shard
-    for epoch in range(epochs):  # Each epoch covers the host's shard exactly once.
-      chunk = ids[epoch * shard:(epoch + 1) * shard]
-      assert len(set(chunk)) == shard
-      per_epoch.update(chunk)
-  assert len(per_epoch) == n
-  assert set(per_epoch.values()) == {epochs}
+  n, batch, epochs = len(encoded.examples), 7, 2
+  per_host = [list(pipeline.batch_dataset(encoded, batch_size=batch, seed=3,
+                                          num_epochs=epochs, shard_index=host,
+                                          shard_count=hosts)) for host in range(hosts)]
+  all_ids = [i for batches in per_host for i in _ids(batches)]
+  per_epoch = collections.Counter(all_ids)
+  assert len(per_epoch) == n and set(per_epoch.values()) == {epochs}
+  # Full global batches give each host exactly `batch` rows.
+  full = (n // (batch * hosts)) * epochs
+  for batches in per_host:
+    assert all(len(b) == batch for b in batches[:n // (batch * hosts)])
+    assert len(batches) >= full
+
+
+@pytest.mark.parametrize("hosts", [2, 4])
+def test_global_batches_do_not_depend_on_the_host_count(encoded, hosts):
+  """Host i's rows are rows i*b..(i+1)*b-1 of the 1-host global batch."""
+  batch = 6
+  one_host = [b.ids for b in pipeline.batch_dataset(
+      encoded, batch_size=batch * hosts, seed=4, num_epochs=2, drop_remainder=True,
+      shard_index=0, shard_count=1)]
+  per_host = [[b.ids for b in pipeline.batch_dataset(
+      encoded, batch_size=batch, seed=4, num_epochs=2, drop_remainder=True,
+      shard_index=host, shard_count=hosts)] for host in range(hosts)]
+  assert len(one_host) == 2 * (len(encoded.examples) // (batch * hosts))
+  for step, global_ids in enumerate(one_host):
+    joined = [i for host in range(hosts) for i in per_host[host][step]]
+    assert joined == list(global_ids)
 
 
 def test_epochs_reshuffle_and_seed_is_deterministic(encoded):

@@ -13,10 +13,15 @@ Order of operations and why:
    tokenises every selected record once, applying the truncation policy; the
    counts go into ONE warning. Dropping happens here, before sharding, so every
    host sees the same example set and shard sizes differ by at most one.
-2. `batch_dataset` shards (`[shard_index::shard_count]`, each example on
-   exactly one host), shuffles with `seed` (reseeded every epoch), batches
-   within an epoch, and repeats. grain's `MapDataset` makes all of it a pure
-   function of the step index, so `get_state`/`set_state` resume exactly.
+2. `batch_dataset` shuffles with `seed` (reseeded every epoch), forms GLOBAL
+   batches of `batch_size * shard_count` examples within an epoch, and gives
+   host i the contiguous rows i * batch_size .. (i+1) * batch_size - 1 of each;
+   then repeats. So the global batch sequence does not depend on how many
+   hosts read it (an N-process run trains on exactly the 1-process batches),
+   and host i's rows are the rows `make_array_from_process_local_data` puts on
+   its devices. Each host collates (pads, decodes strings for) only its rows.
+   grain's `MapDataset` makes all of it a pure function of the step index, so
+   `get_state`/`set_state` resume exactly.
 
 Batch layout (`Batch`): prompts right-padded to the smallest bucket that fits
 (powers of two by default) with their lengths; reference completions likewise;
@@ -267,10 +272,12 @@ def batch_dataset(encoded: EncodedSplit, *, batch_size: int, seed: int = 0,
     seed: shuffling seed (same on every host; each host shuffles its shard).
     shuffle: reshuffle every epoch; False keeps split order (evaluation).
     num_epochs: passes over the shard; None repeats forever.
-    drop_remainder: drop each epoch's last partial batch (fixed shapes).
-    shard_index, shard_count: this host's shard; default
-      (jax.process_index(), jax.process_count()). Example i goes to host
-      i % shard_count, so every example is read exactly once per epoch.
+    drop_remainder: drop each epoch's last partial global batch (fixed shapes).
+      Without it, the last global batch is split into near-equal contiguous
+      slices, and a host whose slice is empty gets no batch for it.
+    shard_index, shard_count: this host's slice of every global batch; default
+      (jax.process_index(), jax.process_count()). Every example is read by
+      exactly one host once per epoch (drop_remainder aside).
     prompt_buckets, target_buckets: allowed padded lengths; default powers of
       two up to the encoding budgets.
 
@@ -294,14 +301,36 @@ def batch_dataset(encoded: EncodedSplit, *, batch_size: int, seed: int = 0,
     return collate(examples, pad_id=encoded.pad_id, prompt_buckets=prompt_buckets,
                    target_buckets=target_buckets)
 
-  dataset = grain.MapDataset.source(list(encoded.examples))[shard_index::shard_count]
+  def host_rows(examples):
+    return batch_fn(examples) if examples else None
+
+  def host_slice(global_examples):
+    return host_rows(_host_slice(list(global_examples), batch_size, shard_index, shard_count))
+
+  dataset = grain.MapDataset.source(list(encoded.examples))
   if shuffle:
     dataset = dataset.shuffle(seed=seed)
   # Batch before repeat: batches never straddle epochs, and repeat reseeds the
   # shuffle every epoch.
-  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, batch_fn=batch_fn)
-  dataset = dataset.repeat(num_epochs)
-  return dataset.to_iter_dataset()
+  if shard_count == 1:
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, batch_fn=batch_fn)
+  else:
+    dataset = dataset.batch(batch_size * shard_count, drop_remainder=drop_remainder,
+                            batch_fn=lambda examples: examples).map(host_slice)
+  dataset = dataset.repeat(num_epochs).to_iter_dataset()
+  return dataset if shard_count == 1 else dataset.filter(lambda b: b is not None)
+
+
+def _host_slice(examples: list, batch_size: int, index: int, count: int) -> list:
+  """Host `index`'s contiguous rows of one global batch of `examples`.
+
+  A full global batch (batch_size * count rows) gives every host batch_size
+  rows; a short last one is split into near-equal contiguous slices.
+  """
+  if len(examples) == batch_size * count:
+    return examples[index * batch_size:(index + 1) * batch_size]
+  bounds = np.linspace(0, len(examples), count + 1).round().astype(int)
+  return examples[bounds[index]:bounds[index + 1]]
 
 
 def make_dataset(task, tokenizer, split: str, *, batch_size: int, seed: int = 0,

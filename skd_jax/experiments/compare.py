@@ -143,7 +143,8 @@ def run_comparison(config, workdir: str | None = None) -> dict[str, Any]:
   base = copy.deepcopy(config)
   base.teacher.path = teacher_path
   untrained = _evaluate_once(_run_config(base, "sft"), os.path.join(workdir, "untrained"))
-  rows.append(("student, untrained", untrained["final"]))
+  start = "SFT init" if base.checkpoint.restore_from else "untrained"
+  rows.append((f"student, {start}", untrained["final"]))
   for method in cmp.methods:
     result = _train_once(_run_config(base, method), os.path.join(workdir, method))
     rows.append((LABELS.get(method, method), result["final"]))

@@ -232,10 +232,9 @@ def train_dataset(env: Env):
   config = env.config
   encoded = pipeline.encode_split(env.task, env.tokenizer, "train",
                                   overlong=config.task.overlong)
-  processes = jax.process_count()
-  local_batch = config.batch_size // processes
-  # Hosts hold n // processes or one more examples; all agree on the smaller count.
-  steps_per_epoch = (len(encoded.examples) // processes) // local_batch
+  local_batch = config.batch_size // jax.process_count()
+  # Global batches: host i reads rows i * local_batch ... of each (see batch_dataset).
+  steps_per_epoch = len(encoded.examples) // config.batch_size
   if steps_per_epoch < 1:
     raise ConfigError(f"batch_size={config.batch_size} exceeds the {len(encoded.examples)} "
                       "training examples; lower batch_size.")
@@ -282,27 +281,66 @@ def _length_buckets(config) -> tuple[int, ...]:
                                        + int(config.task.max_new_tokens))
 
 
+def _pad_columns(x: np.ndarray, width: int, value=0) -> np.ndarray:
+  """[B, W] -> [B, width] right-padded with `value`."""
+  return np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=value)
+
+
+def _global_rows(env: Env, local: dict[str, np.ndarray], replicated: bool) -> dict:
+  """Global batch arrays from host arrays.
+
+  replicated=False: each process holds its own rows (process i's are global rows
+  i * local .. (i+1) * local - 1). replicated=True: every process holds the
+  same full batch (evaluation, `--mode=sample`).
+  """
+  rows = len(next(iter(local.values())))
+  global_rows = rows if replicated else rows * jax.process_count()
+  shard = _batch_sharding(env, global_rows)
+  if replicated:
+    return sharding.shard_params(local, shard)
+  return sharding.global_batch_from_local(local, env.mesh, shard)
+
+
+def _local_rows(tree, rows: int, offset: int):
+  """Rows offset .. offset + rows of every batch-major leaf (scalars kept)."""
+  return jax.tree.map(lambda x: x[offset:offset + rows] if np.ndim(x) else x, tree)
+
+
 def sample_rows(env: Env, params, source: int, prompt_ids, key: jax.Array,
-                row_offset: int = 0):
-  """Host Rollout of `source` for these prompts (rows keyed by offset + index)."""
+                row_offset: int = 0, *, replicated: bool = False):
+  """Host Rollout (numpy) of `source` for this process's prompts.
+
+  Row i is keyed by row_offset + i. In a multi-process run every process calls
+  this together: with replicated=False each passes its own rows (row_offset =
+  its first global row) and the prompts are padded to the widest bucket any
+  process needs; with replicated=True all pass the same prompts.
+  """
   config = env.config
   scfg = methods.sampler_config(source, config.sampler,
                                 max_new_tokens=int(config.task.max_new_tokens),
                                 stop_ids=env.stop_ids)
+  return _rollout(env, params, scfg, prompt_ids, key, row_offset, replicated)
+
+
+def _rollout(env: Env, params, scfg: SamplerConfig, prompt_ids, key: jax.Array,
+             row_offset: int, replicated: bool):
+  """`sample_rows` for any SamplerConfig."""
   student = Model(env.student.config, params)
   static, dyn, tokens, lengths = sampling_api.prepare(student, env.teacher, prompt_ids, scfg)
-  # TODO(sharding): multi-host rollouts need global prompt arrays with one
-  # bucket on every host (`sharding.global_batch_from_local`) and an allgather.
-  shard = _batch_sharding(env, len(prompt_ids))
-  keys = sampler.row_keys_for(key, len(prompt_ids), row_offset)
+  if not replicated:  # One compiled shape on every process.
+    tokens = _pad_columns(tokens, int(sharding.across_processes(tokens.shape[1])))
+  keys = np.asarray(jax.device_get(sampler.row_keys_for(key, len(prompt_ids), row_offset)))
+  inputs = _global_rows(env, {"tokens": tokens, "lengths": lengths, "keys": keys}, replicated)
   out = sampler.rollout(
       None if static.method == "teacher" else params,
       None if static.method == "student" else env.teacher.params,
-      jax.device_put(tokens, shard), jax.device_put(lengths, shard),
-      jax.device_put(keys, shard), dyn, static=static,
+      inputs["tokens"], inputs["lengths"], inputs["keys"], dyn, static=static,
       student_cfg=None if static.method == "teacher" else env.student.config,
       teacher_cfg=None if static.method == "student" else env.teacher.config)
-  return jax.device_get(out)
+  host = sharding.to_host(out)
+  if replicated:
+    return host
+  return _local_rows(host, len(prompt_ids), jax.process_index() * len(prompt_ids))
 
 
 def make_train_batch(env: Env, state: TrainState, data_batch, step: int,
@@ -324,21 +362,27 @@ def make_train_batch(env: Env, state: TrainState, data_batch, step: int,
     accepted += int(np.sum(out.accepted[rows]))
   batch = methods.assemble_batch(data_batch.prompt_ids, data_batch.target_ids, sources,
                                  rollouts, pad_id=env.pad_id, buckets=_length_buckets(config))
-  sampled_tokens = int(np.sum(batch["loss_mask"][batch["sampled"]]))
+  # Totals over every process's rows (logged by process 0).
+  sampled, sampled_tokens, from_teacher, completion_tokens, tested, accepted = (
+      sharding.across_processes(np.asarray([
+          np.sum(batch["sampled"]), np.sum(batch["loss_mask"][batch["sampled"]]),
+          np.sum(batch["from_teacher"]), np.sum(batch["loss_mask"]), tested, accepted],
+          np.int64), reduce=np.sum).tolist())
   stats = {
-      "sampled_fraction": float(np.mean(batch["sampled"])),
-      "replacement_rate": (float(np.sum(batch["from_teacher"]) / sampled_tokens)
-                           if sampled_tokens else float("nan")),
+      "sampled_fraction": sampled / config.batch_size,
+      "replacement_rate": from_teacher / sampled_tokens if sampled_tokens else float("nan"),
       "acceptance_rate": accepted / tested if tested else float("nan"),
-      "completion_tokens": int(np.sum(batch["loss_mask"])),
+      "completion_tokens": int(completion_tokens),
   }
-  return {"tokens": batch["tokens"], "loss_mask": batch["loss_mask"]}, stats
+  # Every process must hand the step the same shape.
+  width = int(sharding.across_processes(batch["tokens"].shape[1]))
+  return {"tokens": _pad_columns(batch["tokens"], width, env.pad_id),
+          "loss_mask": _pad_columns(batch["loss_mask"], width, False)}, stats
 
 
 def apply_step(env: Env, state: TrainState, batch: dict[str, np.ndarray]):
   """The jitted update of the method's objective on a device batch."""
-  shard = _batch_sharding(env, batch["tokens"].shape[0])
-  device_batch = {k: jax.device_put(v, shard) for k, v in batch.items()}
+  device_batch = _global_rows(env, batch, replicated=False)
   if methods.METHODS[env.config.method].objective == "sft":
     return step_lib.sft_step(state, device_batch, student_cfg=env.student.config,
                              loss_cfg=env.loss_cfg)
@@ -348,7 +392,7 @@ def apply_step(env: Env, state: TrainState, batch: dict[str, np.ndarray]):
 
 
 def _mean(pair) -> float:
-  total, count = (float(x) for x in jax.device_get(pair))
+  total, count = (float(x) for x in sharding.to_host(pair))
   return total / count if count else float("nan")
 
 
@@ -363,12 +407,12 @@ def greedy_generate_fn(env: Env, params):
   scfg = SamplerConfig(method="student", student_temperature=0.0,
                        max_new_tokens=int(config.task.max_new_tokens), stop_ids=env.stop_ids,
                        prompt_buckets=tuple(config.sampler.prompt_buckets) or None)
-  student = Model(env.student.config, params)
 
   def generate(prompt_ids):
-    out = sampling_api.sample(student, None, prompt_ids, config=scfg,
-                              rng=jax.random.PRNGKey(0))
-    return out.completions
+    # Every process generates the same prompts (replicated): metrics need them all.
+    out = _rollout(env, params, scfg, prompt_ids, jax.random.PRNGKey(0), 0, replicated=True)
+    return [out.tokens[i, out.prompt_length[i]:out.length[i]].tolist()
+            for i in range(len(prompt_ids))]
   return generate
 
 
@@ -382,11 +426,14 @@ def agreement(env: Env, params, split: str) -> float:
   dataset = pipeline.batch_dataset(encoded, batch_size=int(env.config.eval.batch_size),
                                    shuffle=False, num_epochs=1, shard_index=0, shard_count=1)
   student = Model(env.student.config, params)
+
+  def logits_fn(model):  # Same tokens on every process; logits gathered to each.
+    return lambda t: sharding.to_host(model_logits(
+        model, sharding.shard_params(np.asarray(t), sharding.replicated(env.mesh))))
   agree, count = 0.0, 0
   for batch in dataset:
-    value, tokens = task_eval.top1_agreement(lambda t: model_logits(env.teacher, t),
-                                             lambda t: model_logits(student, t), batch,
-                                             pad_id=env.pad_id)
+    value, tokens = task_eval.top1_agreement(logits_fn(env.teacher), logits_fn(student),
+                                             batch, pad_id=env.pad_id)
     if tokens:
       agree, count = agree + value * tokens, count + tokens
   return agree / count if count else float("nan")
@@ -451,7 +498,7 @@ def train(env: Env) -> dict:
     iterator.set_state(data_state)
   elif config.checkpoint.restore_from:
     state = restore_params_from(env, state, config.checkpoint.restore_from)
-  start = int(jax.device_get(state.step))
+  start = int(sharding.to_host(state.step))
   logger = RunLogger(env.workdir, total_steps=total_steps, initial_step=start, enabled=main)
   if latest is not None:
     logger.message(f"resumed from step {latest} ({ckpt.directory})")
@@ -492,16 +539,17 @@ def train(env: Env) -> dict:
   ckpt.close()
   final = {}
   if config.eval.final_split:
-    final = evaluate(env, state.params, int(jax.device_get(state.step)),
+    final = evaluate(env, state.params, int(sharding.to_host(state.step)),
                      config.eval.final_split)
-    logger.eval(int(jax.device_get(state.step)), config.eval.final_split, final)
-  if main and config.export:
-    export_dir = os.path.join(env.workdir, "export")
-    hf.export_hf(Model(env.student.config, jax.device_get(state.params)), export_dir,
-                 tokenizer=env.tokenizer)
-    logger.message(f"exported the student to {export_dir}")
+    logger.eval(int(sharding.to_host(state.step)), config.eval.final_split, final)
+  if config.export:
+    host_params = sharding.to_host(state.params)   # A collective: every process gathers.
+    if main:
+      export_dir = os.path.join(env.workdir, "export")
+      hf.export_hf(Model(env.student.config, host_params), export_dir, tokenizer=env.tokenizer)
+      logger.message(f"exported the student to {export_dir}")
   logger.close()
-  return {"final": final, "last_eval": last_eval, "step": int(jax.device_get(state.step))}
+  return {"final": final, "last_eval": last_eval, "step": int(sharding.to_host(state.step))}
 
 
 def _ranked(metrics: dict | None, name: str) -> dict | None:
@@ -512,7 +560,9 @@ def _ranked(metrics: dict | None, name: str) -> dict | None:
 
 
 def _trained_params(env: Env):
-  """Params of the latest checkpoint in WORKDIR, else the initial student."""
+  """Params of the latest checkpoint in WORKDIR, else of `checkpoint.restore_from`
+  (the run's starting point, e.g. an SFT-initialised student), else the initial
+  student."""
   directory = os.path.join(env.workdir, "checkpoints")
   if os.path.isdir(directory):
     ckpt = Checkpointer(directory)
@@ -522,6 +572,9 @@ def _trained_params(env: Env):
       ckpt.close()
       return state.params, step
     ckpt.close()
+  if env.config.checkpoint.restore_from:
+    return restore_params_from(env, create_state(env, 1),
+                               env.config.checkpoint.restore_from).params, 0
   return env.student.params, 0
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
+
 from skd_jax import losses
 from skd_jax import sharding
 from skd_jax.models.config import ModelConfig
@@ -68,6 +70,14 @@ def validate_config(config: Any, num_devices: int) -> None:
     raise ConfigError(f"loss.temperature={config.loss.temperature} must be > 0.")
   if int(config.batch_size) < 1:
     raise ConfigError(f"batch_size={config.batch_size} must be >= 1.")
+  processes = jax.process_count()
+  if processes > 1 and int(config.num_devices) not in (0, num_devices):
+    raise ConfigError(f"num_devices={config.num_devices} in a {processes}-process run: the "
+                      f"mesh must span every process's devices; use 0 (all {num_devices}).")
+  if config.batch_size % processes:
+    raise ConfigError(f"batch_size={config.batch_size} is not divisible by the {processes} "
+                      f"processes (each loads batch_size / processes rows); use a multiple "
+                      f"of {processes}.")
   dp = data_parallel_size(config, num_devices)
   if config.batch_size % dp:
     raise ConfigError(f"batch_size={config.batch_size} is not divisible by the data-parallel "
