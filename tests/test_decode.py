@@ -105,3 +105,20 @@ def test_block_decoding_with_ragged_advance(family):
       del seq[start + keep[row]:]
   np.testing.assert_array_equal(np.asarray(cache.end_index), [len(s) for s in seqs])
   assert max(len(s) for s in seqs) > 2 * 8
+
+
+@pytest.mark.parametrize("name", ["tiny-gemma", "tiny-gemma3", "tiny-qwen2"])
+def test_decode_layout_gives_the_same_logits(name):
+  """`decode_layout` (per-layer weights, transposed tied embedding) changes no number."""
+  cfg = mconfig.get_config(name)
+  params = transformer.init_params(cfg, jax.random.PRNGKey(3), std=0.2)
+  fast = transformer.decode_layout(params, cfg)
+  assert isinstance(fast["layers"], tuple) and len(fast["layers"]) == cfg.num_layers
+  assert ("embed_t" in fast) == cfg.tie_embeddings
+  tokens = jnp.asarray(np.random.default_rng(1).integers(3, cfg.vocab_size, (2, 7)), jnp.int32)
+  cache = transformer.init_cache(cfg, 2, CACHE_LEN)
+  want, want_cache = _step(params, tokens, cache, jnp.asarray([7, 5]), cfg)
+  got, got_cache = _step(fast, tokens, cache, jnp.asarray([7, 5]), cfg)
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(got_cache.k, want_cache.k, atol=1e-5, rtol=1e-5)
+  np.testing.assert_array_equal(got_cache.end_index, want_cache.end_index)

@@ -165,6 +165,17 @@ def test_gamma_is_only_a_speed_knob(pair, temps):
     assert 0 < np.mean(outs[1].replacement_rate) < 1   # both branches exercised
 
 
+def test_decode_layout_is_only_a_speed_knob(pair):
+  """Per-layer weights in the loop (the CPU default) sample exactly what stacked ones do."""
+  student, teacher = pair
+  kw = dict(top_k=5, gamma=3, student_temperature=1.0, teacher_temperature=1.0)
+  stacked = _run(student, teacher, decode_layout="stacked", **kw)
+  per_layer = _run(student, teacher, decode_layout="per_layer", **kw)
+  assert per_layer.completions == stacked.completions
+  assert per_layer.from_teacher == stacked.from_teacher
+  assert 0 < np.mean(stacked.replacement_rate) < 1
+
+
 def test_row_independent_of_batch_and_bucket(pair):
   student, teacher = pair
   kw = dict(top_k=5, gamma=2)
@@ -261,6 +272,7 @@ def test_data_parallel_mesh_equals_one_device(pair):
     ([[2]], {"gamma": 0}, r"gamma=0"),
     ([[2, 500]], {}, r"token ids \[500\] outside the vocabulary"),
     ([[2]], {"method": "beam"}, r"Unknown sampling method 'beam'"),
+    ([[2]], {"decode_layout": "fast"}, r"decode_layout='fast'"),
 ])
 def test_bad_input_fails_before_compiling(pair, prompts, kw, message):
   student, teacher = pair

@@ -84,6 +84,9 @@ def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Seq
     raise ValueError(f"max_new_tokens={config.max_new_tokens} must be >= 0.")
   if config.acceptance not in ("raw", "warped"):
     raise ValueError(f"acceptance={config.acceptance!r}; use 'raw' or 'warped'.")
+  if config.decode_layout not in ("auto", "stacked", "per_layer"):
+    raise ValueError(f"decode_layout={config.decode_layout!r}; use 'auto', 'stacked' or "
+                     "'per_layer'.")
   for name in ("student_temperature", "teacher_temperature"):
     if getattr(config, name) < 0:
       raise ValueError(f"{name}={getattr(config, name)} must be >= 0 (0 = greedy).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import flax.struct
+import jax
 import jax.numpy as jnp
 
 METHODS = ("skd", "student", "teacher")
@@ -38,6 +39,11 @@ class SamplerConfig:
     shared_vocab_size: when the models' vocabularies differ only by padding rows
       (Qwen2-7B has 152,064 rows, Qwen2-0.5B 151,936, one tokenizer), sample over
       the first `shared_vocab_size` ids of both. None = the vocabularies must match.
+    decode_layout: how the loop holds the weights. "stacked": as given (layers
+      under `lax.scan`); "per_layer": per-layer arrays and a transposed tied
+      embedding (`transformer.decode_layout`), about 1.5x faster decode steps on
+      XLA:CPU at the cost of a second copy of the weights; "auto": "per_layer"
+      on the CPU backend, "stacked" elsewhere (TPU/GPU memory is precious).
   """
   method: str = "skd"
   top_k: int = 25
@@ -54,6 +60,7 @@ class SamplerConfig:
   prompt_buckets: tuple[int, ...] | None = None
   cache_length: int | None = None
   shared_vocab_size: int | None = None
+  decode_layout: str = "auto"
 
   def __post_init__(self):
     if self.stop_ids is not None:
@@ -75,6 +82,7 @@ class StaticSampling:
   sampling_top_k: int
   warped_acceptance: bool
   vocab_size: int
+  per_layer_decode: bool = False
 
 
 @flax.struct.dataclass
@@ -97,6 +105,8 @@ def split(config: SamplerConfig, stop_ids: tuple[int, ...], vocab_size: int):
       sampling_top_k=config.sampling_top_k,
       warped_acceptance=config.acceptance == "warped",
       vocab_size=vocab_size,
+      per_layer_decode=(config.decode_layout == "per_layer" or
+                        (config.decode_layout == "auto" and jax.default_backend() == "cpu")),
   )
   f32 = lambda x: jnp.asarray(x, jnp.float32)
   dynamic = DynamicSampling(

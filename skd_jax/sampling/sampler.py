@@ -235,6 +235,9 @@ def rollout(student_params, teacher_params, prompt_tokens: jax.Array, prompt_len
       teacher_cache=_prefill(teacher_params, teacher_cfg, prompt_tokens, prompt_length, width,
                              "teacher") if use_teacher else None,
   )
+  if static.per_layer_decode:   # Prefill ran on the stacked weights; the loop decodes.
+    student_params = transformer.decode_layout(student_params, student_cfg) if use_student else None
+    teacher_params = transformer.decode_layout(teacher_params, teacher_cfg) if use_teacher else None
   body = functools.partial(_round, student_params=student_params, teacher_params=teacher_params,
                            prompt_length=prompt_length, row_keys=row_keys, s_cfg=student_cfg,
                            t_cfg=teacher_cfg, static=static, dyn=dyn)
