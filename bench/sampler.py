@@ -210,7 +210,13 @@ def step_times(student, teacher, batch: int, gammas, repeats: int) -> dict:
 
   @functools.partial(jax.jit, static_argnames=("cfg", "n"))
   def block_forward(params, cache, block, cfg, n):
-    """n forwards of a [B, T] block on the same cache fill (rewound every step)."""
+    """n forwards of a [B, T] block on the same cache fill (rewound every step).
+
+    The weights are laid out as the rollout's loop holds them (decode_layout="auto").
+    """
+    if jax.default_backend() == "cpu":
+      params = transformer.decode_layout(params, cfg)
+
     def body(_, carry):
       cache, acc = carry
       logits, new = transformer.forward(params, block, cfg, cache=cache)

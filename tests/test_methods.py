@@ -1,5 +1,6 @@
 """Methods as data-source policies: coin flips, batch layout, every method end to end."""
 import importlib.util
+import json
 import os
 
 import jax
@@ -133,3 +134,27 @@ def test_fixed_batch_loss_decreases(env, method):
     losses.append(loop._mean(metrics["loss"]))
   assert losses[-1] < losses[0], losses
   assert sum(b < a for a, b in zip(losses, losses[1:])) >= 15, losses
+
+
+def _completions(workdir) -> list:
+  """Completion ids of the latest evaluation written in WORKDIR/eval."""
+  latest = sorted(os.listdir(os.path.join(workdir, "eval")))[-1]
+  with open(os.path.join(workdir, "eval", latest, "predictions.jsonl")) as f:
+    return [json.loads(line)["completion_ids"] for line in f]
+
+
+def test_eval_mode_starts_from_restore_from(tmp_path):
+  """`--mode=eval` with checkpoint.restore_from scores the restored student (the
+  comparison's "student, SFT init" row), not the random initial one."""
+  trained = str(tmp_path / "trained")
+  loop.run(tiny_config(method="sft", max_steps=6, **{"optimizer.learning_rate": 1e-2}),
+           trained, "train")
+  def evaluate(workdir, restore=""):
+    loop.run(tiny_config(**{"checkpoint.restore_from": restore,
+                            "eval.final_split": "validation"}), workdir, "eval")
+    return _completions(workdir)
+  own = evaluate(trained)   # The trained workdir's own latest checkpoint.
+  restored = evaluate(str(tmp_path / "restored"), os.path.join(trained, "checkpoints"))
+  initial = evaluate(str(tmp_path / "initial"))
+  assert restored == own
+  assert restored != initial
