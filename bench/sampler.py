@@ -130,11 +130,20 @@ def _median(xs):
   return float(statistics.median(xs)) if xs else float("nan")
 
 
+DECODE_LAYOUT = "auto"   # --decode-layout: how the rollout's loop holds the weights.
+
+
+def _per_layer() -> bool:
+  return DECODE_LAYOUT == "per_layer" or (DECODE_LAYOUT == "auto"
+                                          and jax.default_backend() == "cpu")
+
+
 def sampler_config(method: str, gamma: int = 1, acceptance: str = "warped") -> SamplerConfig:
   """The official code's sampling settings (REFERENCE.md) for one method."""
   return SamplerConfig(method=method, top_k=25, gamma=gamma, student_temperature=0.2,
                        teacher_temperature=0.2, top_p=0.5, sampling_top_k=50,
-                       acceptance=acceptance, max_new_tokens=NEW_TOKENS, stop_ids=())
+                       acceptance=acceptance, max_new_tokens=NEW_TOKENS, stop_ids=(),
+                       decode_layout=DECODE_LAYOUT)
 
 
 def _time_loop(fn, args, n: int, repeats: int) -> float:
@@ -172,7 +181,9 @@ class Program:
               student_cfg=None if static.method == "teacher" else self.student.config,
               teacher_cfg=None if static.method == "student" else self.teacher.config)
     jax.block_until_ready(args)
-    start = time.perf_counter()
+    start = time.perf_counter()   # The weight layout conversion counts (done per rollout).
+    args = (sampler.loop_params(args[0], kw["student_cfg"], static),
+            sampler.loop_params(args[1], kw["teacher_cfg"], static), *args[2:])
     out = jax.block_until_ready(sampler.rollout(*args, **kw))
     return time.perf_counter() - start, jax.device_get(out)
 
@@ -212,10 +223,8 @@ def step_times(student, teacher, batch: int, gammas, repeats: int) -> dict:
   def block_forward(params, cache, block, cfg, n):
     """n forwards of a [B, T] block on the same cache fill (rewound every step).
 
-    The weights are laid out as the rollout's loop holds them (decode_layout="auto").
+    Called with the weights laid out as the rollout's loop holds them (`--decode-layout`).
     """
-    if jax.default_backend() == "cpu":
-      params = transformer.decode_layout(params, cfg)
 
     def body(_, carry):
       cache, acc = carry
@@ -244,6 +253,9 @@ def step_times(student, teacher, batch: int, gammas, repeats: int) -> dict:
     return jax.lax.fori_loop(0, n, body, jnp.zeros((batch,), jnp.int32))
 
   width1 = PROMPT_LEN + NEW_TOKENS + 1
+  if _per_layer():
+    student = model_lib.Model(s_cfg, transformer.decode_layout(student.params, s_cfg))
+    teacher = model_lib.Model(t_cfg, transformer.decode_layout(teacher.params, t_cfg))
   token = jnp.full((batch, 1), 1000, jnp.int32)
   out["student_decode_forward_s"] = _time_loop(
       lambda c, n: block_forward(student.params, c, token, s_cfg, n), (filled(s_cfg, width1),),
@@ -434,11 +446,15 @@ def main(argv=None):
   parser.add_argument("--real-batch8", action="store_true",
                       help="also batch 8 on the real Gemma pair (minutes per rollout here)")
   parser.add_argument("--json", default=RESULTS)
+  parser.add_argument("--decode-layout", default="auto", choices=["auto", "stacked", "per_layer"],
+                      help="SamplerConfig.decode_layout of every rollout (auto: per_layer on CPU)")
   parser.add_argument("--merge", action="store_true",
                       help="keep the other pairs already in --json (run the pairs separately)")
   parser.add_argument("--no-compile-cache", action="store_true",
                       help="disable JAX's persistent compilation cache (" + CACHE_DIR + ")")
   args = parser.parse_args(argv)
+  global DECODE_LAYOUT
+  DECODE_LAYOUT = args.decode_layout
   if not args.no_compile_cache:
     # Compiles take ~1 minute each on a loaded 2-core machine; programs only depend
     # on shapes and settings, so a rerun (or another pair dir) reuses them.
@@ -449,7 +465,8 @@ def main(argv=None):
   results = {"machine": _machine(), "quick": args.quick, "settings": {
       "top_k_acceptance": 25, "acceptance_test": "warped (official); one raw row",
       "temperature": 0.2, "top_p": 0.5, "sampling_top_k": 50, "max_new_tokens": NEW_TOKENS,
-      "stop_ids": [], "prompt_length": PROMPT_LEN, "dtype": "float32"},
+      "stop_ids": [], "prompt_length": PROMPT_LEN, "dtype": "float32",
+      "decode_layout": args.decode_layout, "per_layer_decode": _per_layer()},
       "official": {"tokens_per_s_b1": OFFICIAL_TOKENS_PER_S, "acceptance": OFFICIAL_ACCEPTANCE},
       "pairs": {}}
   if not args.skip_bench:

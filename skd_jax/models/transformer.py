@@ -390,8 +390,13 @@ def decode_layout(params: Params, cfg: ModelConfig) -> Params:
   half the speed of a [D, V] one; both dominate a small-batch decode step.
   Costs one extra copy of the weights (and compile time linear in the layers),
   so it is for the sampler's loop on CPU, not for training or for TPU pods.
+  Convert OUTSIDE the jitted loop (`sampler.loop_params`): inside one jit, XLA
+  may fuse the slices back into the loop body and most of the gain is lost.
+  Idempotent.
   """
   layers = params["layers"]
+  if isinstance(layers, (list, tuple)):   # Already in this layout.
+    return params
   out = dict(params)
   out["layers"] = tuple(jax.tree.map(lambda a, i=i: a[i], layers) for i in range(cfg.num_layers))
   if cfg.tie_embeddings:

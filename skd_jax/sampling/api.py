@@ -159,8 +159,10 @@ def sample(student: Model | None, teacher: Model | None, prompts: Sequence[Seque
   """
   static, dyn, tokens, lengths = prepare(student, teacher, prompts, config)
   out = sampler.rollout(
-      None if static.method == "teacher" else student.params,
-      None if static.method == "student" else teacher.params,
+      None if static.method == "teacher" else sampler.loop_params(student.params,
+                                                                  student.config, static),
+      None if static.method == "student" else sampler.loop_params(teacher.params,
+                                                                  teacher.config, static),
       jnp.asarray(tokens), jnp.asarray(lengths), sampler.row_keys_for(_as_key(rng), len(prompts)),
       dyn, static=static,
       student_cfg=None if static.method == "teacher" else student.config,

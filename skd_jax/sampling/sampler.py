@@ -199,6 +199,21 @@ def _prefill(params, cfg, prompt_tokens, prompt_length, cache_length, rules: str
   return cache
 
 
+_decode_layout = jax.jit(transformer.decode_layout, static_argnames="cfg")
+
+
+def loop_params(params, cfg: ModelConfig | None, static: StaticSampling):
+  """`params` in the layout `rollout`'s loop decodes with (None stays None).
+
+  With `static.per_layer_decode` (the CPU default) the stacked weights are
+  split per layer here, in their own jitted call: done inside `rollout`, XLA
+  fuses the slices back into the loop and keeps most of the per-step copies.
+  """
+  if params is None or not static.per_layer_decode:
+    return params
+  return _decode_layout(params, cfg=cfg)
+
+
 @functools.partial(jax.jit, static_argnames=("static", "student_cfg", "teacher_cfg"))
 def rollout(student_params, teacher_params, prompt_tokens: jax.Array, prompt_length: jax.Array,
             row_keys: jax.Array, dyn: DynamicSampling, *, static: StaticSampling,
@@ -235,7 +250,7 @@ def rollout(student_params, teacher_params, prompt_tokens: jax.Array, prompt_len
       teacher_cache=_prefill(teacher_params, teacher_cfg, prompt_tokens, prompt_length, width,
                              "teacher") if use_teacher else None,
   )
-  if static.per_layer_decode:   # Prefill ran on the stacked weights; the loop decodes.
+  if static.per_layer_decode:   # No-op when the caller used `loop_params` (faster).
     student_params = transformer.decode_layout(student_params, student_cfg) if use_student else None
     teacher_params = transformer.decode_layout(teacher_params, teacher_cfg) if use_teacher else None
   body = functools.partial(_round, student_params=student_params, teacher_params=teacher_params,

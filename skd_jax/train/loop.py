@@ -332,8 +332,10 @@ def _rollout(env: Env, params, scfg: SamplerConfig, prompt_ids, key: jax.Array,
   keys = np.asarray(jax.device_get(sampler.row_keys_for(key, len(prompt_ids), row_offset)))
   inputs = _global_rows(env, {"tokens": tokens, "lengths": lengths, "keys": keys}, replicated)
   out = sampler.rollout(
-      None if static.method == "teacher" else params,
-      None if static.method == "student" else env.teacher.params,
+      None if static.method == "teacher" else sampler.loop_params(params, env.student.config,
+                                                                  static),
+      None if static.method == "student" else sampler.loop_params(
+          env.teacher.params, env.teacher.config, static),
       inputs["tokens"], inputs["lengths"], inputs["keys"], dyn, static=static,
       student_cfg=None if static.method == "teacher" else env.student.config,
       teacher_cfg=None if static.method == "student" else env.teacher.config)
