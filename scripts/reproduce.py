@@ -66,8 +66,11 @@ def main():
   base.compare.teacher_path = os.path.join(teacher_dir, "export")
   base.teacher.path = base.compare.teacher_path   # the K sweep runs bypass run_comparison
   metric = base.eval.metric
+  # The task metric, plus teacher-student top-1 agreement on the reference completions
+  # (continuous: it still separates methods where the task metric is near zero).
+  metrics = [metric, "top1_agreement"]
 
-  results: dict[str, list[float]] = {}
+  results: dict[str, dict[str, list[float]]] = {}
   for seed in [int(s) for s in args.seeds.split(",")]:
     c = copy.deepcopy(base)
     c.seed = seed
@@ -85,18 +88,27 @@ def main():
         ck.sampler.top_k = k if k > 0 else 1 << 30
         label = f"SKD K={k if k > 0 else 'V'}"
         r = compare._train_once(ck, os.path.join(run_root, f"skd_k{k}"))
-        results.setdefault(label, []).append(r["final"][metric])
+        for m in metrics:
+          results.setdefault(label, {}).setdefault(m, []).append(r["final"][m])
     else:
       scores = compare.run_comparison(c, run_root)
       for label, s in scores.items():
-        results.setdefault(label, []).append(s[metric])
+        for m in metrics:
+          results.setdefault(label, {}).setdefault(m, []).append(s[m])
 
-  lines = [f"| model | {metric} (mean ± std over {len(args.seeds.split(','))} seeds) |", "|---|---:|"]
+  n = len(args.seeds.split(","))
+  lines = [f"| model | {metric} (mean ± std over {n} seeds) | per seed "
+           f"| top-1 agreement x 100 (mean ± std) |", "|---|---:|---|---:|"]
   summary = {}
-  for label, values in results.items():
-    m, s = mean_std(values)
-    summary[label] = {"mean": m, "std": s, "values": values}
-    lines.append(f"| {label} | {m:.1f} ± {s:.1f} |")
+  for label, by_metric in results.items():
+    summary[label] = {}
+    for m, values in by_metric.items():
+      mean, std = mean_std(values)
+      summary[label][m] = {"mean": mean, "std": std, "values": values}
+    main, agree = summary[label][metric], summary[label]["top1_agreement"]
+    per_seed = " / ".join(f"{v:.1f}" for v in main["values"])
+    lines.append(f"| {label} | {main['mean']:.1f} ± {main['std']:.1f} | {per_seed} | "
+                 f"{100 * agree['mean']:.1f} ± {100 * agree['std']:.1f} |")
   table = "\n".join(lines)
   print(f"\n{args.task}, student init: {args.student_init}, teacher {metric}: "
         f"{teacher['final'].get(metric, float('nan')):.1f}\n\n{table}")
