@@ -122,3 +122,26 @@ def test_aclsum_ships_real_data():
   total = sum(os.path.getsize(os.path.join(dp, f))
               for dp, _, fs in os.walk(sources.OFFLINE_DIR) for f in fs)
   assert total < 600_000  # Small enough to ship.
+
+
+def test_custom_config_warning_silenced_only_for_our_builders():
+  """tfds warns on every per-source config; ours are expected, others still warn."""
+  import logging
+
+  import tensorflow_datasets as tfds
+
+  from skd_jax.data import tasks, tfds_builder
+  source = tasks.get_task("numbers_en_fr").source
+  ours = tfds_builder.SkdTextRecords(source=source).builder_config
+  other = tfds.core.BuilderConfig(name="someone_elses_config")
+  seen = []
+  handler = logging.Handler()
+  handler.emit = seen.append
+  absl_logger = logging.getLogger("absl")
+  absl_logger.addHandler(handler)
+  try:
+    for config in (ours, other):
+      absl_logger.warning("Using custom data configuration: %s", config)
+  finally:
+    absl_logger.removeHandler(handler)
+  assert [r.args[0].name for r in seen] == ["someone_elses_config"]

@@ -12,6 +12,7 @@ new name instead of silently reusing a stale cache.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -20,6 +21,26 @@ import tensorflow_datasets as tfds
 from skd_jax.data import sources as sources_lib
 
 RECORD_FIELDS = ("id", "input", "target", "answer")
+
+
+_CONFIG_NAMES: set[str] = set()   # Builder configs made here (one per source + data).
+
+
+class _QuietCustomConfig(logging.Filter):
+  """Drops tfds' "Using custom data configuration" warning for OUR configs.
+
+  Every builder here has a per-source config by design (see the module doc), and
+  tfds warns each time one is instantiated (4 lines per evaluation in a run).
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if not str(record.msg).startswith("Using custom data configuration"):
+      return True
+    config = record.args[0] if isinstance(record.args, tuple) and record.args else None
+    return getattr(config, "name", None) not in _CONFIG_NAMES
+
+
+logging.getLogger("absl").addFilter(_QuietCustomConfig())
 
 
 def default_data_dir() -> str:
@@ -42,6 +63,7 @@ class SkdTextRecords(tfds.core.GeneratorBasedBuilder):
     self._raw_dir = raw_dir
     fingerprint = sources_lib.fingerprint_source(source, raw_dir)
     name = re.sub(r"[^a-zA-Z0-9_]", "_", f"{source.name}_{fingerprint}")
+    _CONFIG_NAMES.add(name)
     super().__init__(config=tfds.core.BuilderConfig(name=name, description=source.description),
                      data_dir=data_dir or default_data_dir(),
                      file_format="array_record")
