@@ -33,12 +33,13 @@ import argparse
 import functools
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+import benchutil  # bench/benchutil.py (the script's folder is on sys.path)
 
 PROMPT_LEN = 32
 NEW_TOKENS = 64
@@ -71,28 +72,9 @@ def _loadavg() -> float:
 
 
 def _machine() -> dict:
-  cpu = platform.processor()
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-  import jax
   import torch
   import transformers
-  return {
-      "cpu": cpu,
-      "cores": os.cpu_count(),
-      "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "jax_backend": jax.default_backend(),
-      "torch": torch.__version__,
-      "transformers": transformers.__version__,
-  }
+  return benchutil.machine(torch=torch.__version__, transformers=transformers.__version__)
 
 
 def _timed(fn):

@@ -52,10 +52,11 @@ import argparse
 import functools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
+
+import benchutil  # bench/benchutil.py (the script's folder is on sys.path)
 
 import jax
 import jax.numpy as jnp
@@ -105,25 +106,7 @@ ENGLISH = (
 # Helpers
 # ----------------------------------------------------------------------------
 def _machine() -> dict:
-  cpu = platform.processor()
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-  try:
-    import subprocess  # pylint: disable=g-import-not-at-top
-    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True, check=False).stdout.strip()
-  except OSError:
-    commit = None
-  return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-          "git_head": commit,
-          "jax": jax.__version__, "jax_backend": jax.default_backend(),
-          "loadavg_1min_at_start": round(os.getloadavg()[0], 2)}
+  return benchutil.machine()
 
 
 def _median(xs):
