@@ -156,18 +156,11 @@ class Program:
   def __call__(self, prompts: np.ndarray, seed: int):
     static, dyn, tokens, lengths = api.prepare(self.student, self.teacher, prompts.tolist(),
                                                self.config)
-    s_params = None if static.method == "teacher" else self.student.params
-    t_params = None if static.method == "student" else self.teacher.params
-    args = (s_params, t_params, jnp.asarray(tokens), jnp.asarray(lengths),
+    args = (jnp.asarray(tokens), jnp.asarray(lengths),
             sampler.row_keys_for(jax.random.PRNGKey(seed), len(prompts)), dyn)
-    kw = dict(static=static,
-              student_cfg=None if static.method == "teacher" else self.student.config,
-              teacher_cfg=None if static.method == "student" else self.teacher.config)
     jax.block_until_ready(args)
     start = time.perf_counter()   # The weight layout conversion counts (done per rollout).
-    args = (sampler.loop_params(args[0], kw["student_cfg"], static),
-            sampler.loop_params(args[1], kw["teacher_cfg"], static), *args[2:])
-    out = jax.block_until_ready(sampler.rollout(*args, **kw))
+    out = jax.block_until_ready(api.run_rollout(self.student, self.teacher, *args, static))
     return time.perf_counter() - start, jax.device_get(out)
 
   def record(self, seconds, out):

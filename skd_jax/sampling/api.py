@@ -144,6 +144,22 @@ def _as_key(rng) -> jax.Array:
   return rng
 
 
+def run_rollout(student: Model | None, teacher: Model | None, prompt_tokens, prompt_length,
+                row_keys, dyn, static) -> sampler.Rollout:
+  """`sampler.rollout` on `Model`s, from `prepare`'s outputs.
+
+  Passes only the models the method runs, with their weights laid out for the
+  loop (`sampler.loop_params`).
+  """
+  use_student, use_teacher = static.method != "teacher", static.method != "student"
+  return sampler.rollout(
+      sampler.loop_params(student.params, student.config, static) if use_student else None,
+      sampler.loop_params(teacher.params, teacher.config, static) if use_teacher else None,
+      prompt_tokens, prompt_length, row_keys, dyn, static=static,
+      student_cfg=student.config if use_student else None,
+      teacher_cfg=teacher.config if use_teacher else None)
+
+
 def sample(student: Model | None, teacher: Model | None, prompts: Sequence[Sequence[int]], *,
            config: SamplerConfig, rng: jax.Array) -> SampleOutput:
   """Samples one completion per prompt with SKD, the student alone, or the teacher alone.
@@ -158,15 +174,8 @@ def sample(student: Model | None, teacher: Model | None, prompts: Sequence[Seque
       the models and the settings — not on the other prompts or the padding.
   """
   static, dyn, tokens, lengths = prepare(student, teacher, prompts, config)
-  out = sampler.rollout(
-      None if static.method == "teacher" else sampler.loop_params(student.params,
-                                                                  student.config, static),
-      None if static.method == "student" else sampler.loop_params(teacher.params,
-                                                                  teacher.config, static),
-      jnp.asarray(tokens), jnp.asarray(lengths), sampler.row_keys_for(_as_key(rng), len(prompts)),
-      dyn, static=static,
-      student_cfg=None if static.method == "teacher" else student.config,
-      teacher_cfg=None if static.method == "student" else teacher.config)
+  out = run_rollout(student, teacher, jnp.asarray(tokens), jnp.asarray(lengths),
+                    sampler.row_keys_for(_as_key(rng), len(prompts)), dyn, static)
   host = jax.device_get(out)
   completions, flags, rates = [], [], []
   for b in range(len(prompts)):

@@ -221,7 +221,9 @@ def rollout(student_params, teacher_params, prompt_tokens: jax.Array, prompt_len
   """The jittable core: arrays in, arrays out, no host round trip.
 
   Args:
-    student_params, teacher_params: params pytrees (None for the unused model).
+    student_params, teacher_params: params pytrees (None for the unused model), in
+      either layout; `loop_params` gives the faster one for `static` (as
+      `api.run_rollout` does).
     prompt_tokens: [B, P] int32, right-padded prompts (P is the bucket).
     prompt_length: [B] int32, >= 1.
     row_keys: [B] PRNG keys, one per row (see `row_keys_for`).
@@ -250,9 +252,6 @@ def rollout(student_params, teacher_params, prompt_tokens: jax.Array, prompt_len
       teacher_cache=_prefill(teacher_params, teacher_cfg, prompt_tokens, prompt_length, width,
                              "teacher") if use_teacher else None,
   )
-  if static.per_layer_decode:   # No-op when the caller used `loop_params` (faster).
-    student_params = transformer.decode_layout(student_params, student_cfg) if use_student else None
-    teacher_params = transformer.decode_layout(teacher_params, teacher_cfg) if use_teacher else None
   body = functools.partial(_round, student_params=student_params, teacher_params=teacher_params,
                            prompt_length=prompt_length, row_keys=row_keys, s_cfg=student_cfg,
                            t_cfg=teacher_cfg, static=static, dyn=dyn)
