@@ -331,14 +331,8 @@ def _rollout(env: Env, params, scfg: SamplerConfig, prompt_ids, key: jax.Array,
     tokens = _pad_columns(tokens, int(sharding.across_processes(tokens.shape[1])))
   keys = np.asarray(jax.device_get(sampler.row_keys_for(key, len(prompt_ids), row_offset)))
   inputs = _global_rows(env, {"tokens": tokens, "lengths": lengths, "keys": keys}, replicated)
-  out = sampler.rollout(
-      None if static.method == "teacher" else sampler.loop_params(params, env.student.config,
-                                                                  static),
-      None if static.method == "student" else sampler.loop_params(
-          env.teacher.params, env.teacher.config, static),
-      inputs["tokens"], inputs["lengths"], inputs["keys"], dyn, static=static,
-      student_cfg=None if static.method == "teacher" else env.student.config,
-      teacher_cfg=None if static.method == "student" else env.teacher.config)
+  out = sampling_api.run_rollout(student, env.teacher, inputs["tokens"], inputs["lengths"],
+                                 inputs["keys"], dyn, static)
   host = sharding.to_host(out)
   if replicated:
     return host
@@ -539,11 +533,10 @@ def train(env: Env) -> dict:
                 _ranked(eval_metrics, env.eval_metric))
   ckpt.wait()
   ckpt.close()
-  final = {}
+  final, final_step = {}, int(sharding.to_host(state.step))
   if config.eval.final_split:
-    final = evaluate(env, state.params, int(sharding.to_host(state.step)),
-                     config.eval.final_split)
-    logger.eval(int(sharding.to_host(state.step)), config.eval.final_split, final)
+    final = evaluate(env, state.params, final_step, config.eval.final_split)
+    logger.eval(final_step, config.eval.final_split, final)
   if config.export:
     host_params = sharding.to_host(state.params)   # A collective: every process gathers.
     if main:
@@ -551,7 +544,7 @@ def train(env: Env) -> dict:
       hf.export_hf(Model(env.student.config, host_params), export_dir, tokenizer=env.tokenizer)
       logger.message(f"exported the student to {export_dir}")
   logger.close()
-  return {"final": final, "last_eval": last_eval, "step": int(sharding.to_host(state.step))}
+  return {"final": final, "last_eval": last_eval, "step": final_step}
 
 
 def _ranked(metrics: dict | None, name: str) -> dict | None:
