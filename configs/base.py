@@ -108,7 +108,8 @@ def get_config() -> ml_collections.ConfigDict:
       every_steps=100,                # Evaluate every N steps (0 = only at the end).
       split="validation",             # Split evaluated during training.
       final_split="test",             # Split evaluated at the end and by --mode=eval.
-      limit=200,                      # Examples per evaluation (0 = all).
+      limit=200,                      # Examples per periodic evaluation (0 = all).
+      final_limit=0,                  # Examples of the final / --mode=eval score (0 = all).
       batch_size=16,                  # Prompts per greedy-decoding call.
       metric="",                      # Best-checkpoint metric; "" = the task's first.
       num_samples=8,                  # Completions written to samples/step_N.jsonl.
@@ -158,6 +159,7 @@ def make_tiny(c: ml_collections.ConfigDict, task: str, family: str = "gemma"):
   c.optimizer.learning_rate = 1e-3
   c.eval.every_steps = 3
   c.eval.limit = 8
+  c.eval.final_limit = 8
   c.eval.batch_size = 8
   c.eval.num_samples = 4
   c.checkpoint.every_steps = 2

@@ -61,20 +61,14 @@ def _done(workdir: str) -> dict | None:
   return None
 
 
-def _record(workdir: str, result: dict) -> dict:
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "result.json"), "w") as f:
-    json.dump(result, f, indent=2, default=float)
-  return result
-
-
 def _train_once(config, workdir: str) -> dict:
-  """A driver training run, skipped when WORKDIR already holds its result."""
+  """A driver training run, skipped when WORKDIR already holds its result.json
+  (which the driver writes at the end of the run)."""
   cached = _done(workdir)
   if cached is not None:
     return cached
   out = loop.run(config, workdir, "train")
-  return _record(workdir, {"final": out["final"], "step": out["step"]})
+  return {"final": out["final"], "step": out["step"]}
 
 
 def _evaluate_once(config, workdir: str) -> dict:
@@ -82,7 +76,7 @@ def _evaluate_once(config, workdir: str) -> dict:
   if cached is not None:
     return cached
   scores = loop.run(config, workdir, "eval")
-  return _record(workdir, {"final": scores, "step": 0})
+  return {"final": scores, "step": 0}
 
 
 def format_table(rows: list[tuple[str, dict]], metrics: list[str]) -> str:

@@ -325,14 +325,18 @@ def sample_rows(env: Env, params, source: int, prompt_ids, key: jax.Array,
 def _rollout(env: Env, params, scfg: SamplerConfig, prompt_ids, key: jax.Array,
              row_offset: int, replicated: bool):
   """`sample_rows` for any SamplerConfig."""
-  student = Model(env.student.config, params)
-  static, dyn, tokens, lengths = sampling_api.prepare(student, env.teacher, prompt_ids, scfg)
+  # Only the models the method runs (a student-only rollout never checks the
+  # teacher's vocabulary, which may be padded: Qwen2-7B vs 0.5B).
+  student = Model(env.student.config, params) if scfg.method != "teacher" else None
+  teacher = env.teacher if scfg.method != "student" else None
+  static, dyn, tokens, lengths = sampling_api.prepare(student, teacher, prompt_ids, scfg)
   if not replicated:  # One compiled shape on every process.
     tokens = _pad_columns(tokens, int(sharding.across_processes(tokens.shape[1])))
   keys = np.asarray(jax.device_get(sampler.row_keys_for(key, len(prompt_ids), row_offset)))
   inputs = _global_rows(env, {"tokens": tokens, "lengths": lengths, "keys": keys}, replicated)
-  out = sampling_api.run_rollout(student, env.teacher, inputs["tokens"], inputs["lengths"],
-                                 inputs["keys"], dyn, static)
+  with jax.set_mesh(env.mesh):
+    out = sampling_api.run_rollout(student, teacher, inputs["tokens"], inputs["lengths"],
+                                   inputs["keys"], dyn, static)
   host = sharding.to_host(out)
   if replicated:
     return host
@@ -376,15 +380,33 @@ def make_train_batch(env: Env, state: TrainState, data_batch, step: int,
           "loss_mask": _pad_columns(batch["loss_mask"], width, False)}, stats
 
 
-def apply_step(env: Env, state: TrainState, batch: dict[str, np.ndarray]):
-  """The jitted update of the method's objective on a device batch."""
+def _step_call(env: Env, state: TrainState, batch: dict[str, np.ndarray]):
+  """(jitted step function, args, static kwargs) of the method's objective."""
   device_batch = _global_rows(env, batch, replicated=False)
   if methods.METHODS[env.config.method].objective == "sft":
-    return step_lib.sft_step(state, device_batch, student_cfg=env.student.config,
-                             loss_cfg=env.loss_cfg)
-  return step_lib.train_step(state, env.teacher.params, device_batch,
-                             student_cfg=env.student.config, teacher_cfg=env.teacher.config,
-                             loss_cfg=env.loss_cfg)
+    return step_lib.sft_step, (state, device_batch), dict(
+        student_cfg=env.student.config, loss_cfg=env.loss_cfg)
+  return step_lib.train_step, (state, env.teacher.params, device_batch), dict(
+      student_cfg=env.student.config, teacher_cfg=env.teacher.config, loss_cfg=env.loss_cfg)
+
+
+def apply_step(env: Env, state: TrainState, batch: dict[str, np.ndarray]):
+  """The jitted update of the method's objective on a device batch.
+
+  Runs (and compiles) under the run's mesh: the model's logical constraints
+  keep activations batch-sharded only when a mesh is set.
+  """
+  fn, args, kwargs = _step_call(env, state, batch)
+  with jax.set_mesh(env.mesh):
+    return fn(*args, **kwargs)
+
+
+def lower_step(env: Env, state: TrainState, batch: dict[str, np.ndarray]):
+  """`apply_step`'s program, lowered exactly as the driver runs it (for
+  `memory_analysis()` / HLO checks)."""
+  fn, args, kwargs = _step_call(env, state, batch)
+  with jax.set_mesh(env.mesh):
+    return fn.lower(*args, **kwargs)
 
 
 def _mean(pair) -> float:
@@ -402,7 +424,8 @@ def greedy_generate_fn(env: Env, params):
   config = env.config
   scfg = SamplerConfig(method="student", student_temperature=0.0,
                        max_new_tokens=int(config.task.max_new_tokens), stop_ids=env.stop_ids,
-                       prompt_buckets=tuple(config.sampler.prompt_buckets) or None)
+                       prompt_buckets=tuple(config.sampler.prompt_buckets) or None,
+                       shared_vocab_size=int(config.sampler.shared_vocab_size) or None)
 
   def generate(prompt_ids):
     # Every process generates the same prompts (replicated): metrics need them all.
@@ -424,8 +447,11 @@ def agreement(env: Env, params, split: str) -> float:
   student = Model(env.student.config, params)
 
   def logits_fn(model):  # Same tokens on every process; logits gathered to each.
-    return lambda t: sharding.to_host(model_logits(
-        model, sharding.shard_params(np.asarray(t), sharding.replicated(env.mesh))))
+    def fn(tokens):
+      with jax.set_mesh(env.mesh):
+        return sharding.to_host(model_logits(
+            model, sharding.shard_params(np.asarray(tokens), sharding.replicated(env.mesh))))
+    return fn
   agree, count = 0.0, 0
   for batch in dataset:
     value, tokens = task_eval.top1_agreement(logits_fn(env.teacher), logits_fn(student),
@@ -535,8 +561,10 @@ def train(env: Env) -> dict:
   ckpt.close()
   final, final_step = {}, int(sharding.to_host(state.step))
   if config.eval.final_split:
-    final = evaluate(env, state.params, final_step, config.eval.final_split)
+    final = evaluate(env, state.params, final_step, config.eval.final_split,
+                     limit=final_limit(config))
     logger.eval(final_step, config.eval.final_split, final)
+    write_result(env, final, final_step)
   if config.export:
     host_params = sharding.to_host(state.params)   # A collective: every process gathers.
     if main:
@@ -573,9 +601,27 @@ def _trained_params(env: Env):
   return env.student.params, 0
 
 
+def final_limit(config) -> int | None:
+  """Examples of the final evaluation: `eval.final_limit`, 0 = the whole split
+  (the paper scores whole test sets; `eval.limit` bounds periodic evaluations)."""
+  return int(config.eval.get("final_limit", 0)) or None
+
+
+def write_result(env: Env, final: dict, step: int) -> None:
+  """WORKDIR/result.json: {"final": {metric: value, ..., "num_examples": N}, "step": S}."""
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(env.workdir, "result.json"), "w", encoding="utf-8") as f:
+    json.dump({"final": {k: float(v) if k != "num_examples" else int(v)
+                         for k, v in final.items()},
+               "split": env.config.eval.final_split, "step": int(step)}, f, indent=2)
+
+
 def evaluate_mode(env: Env) -> dict:
   params, step = _trained_params(env)
-  scores = evaluate(env, params, step, env.config.eval.final_split)
+  scores = evaluate(env, params, step, env.config.eval.final_split,
+                    limit=final_limit(env.config))
+  write_result(env, scores, step)
   print(json.dumps({"step": step, "split": env.config.eval.final_split, **scores},
                    default=float, indent=2), flush=True)
   return scores
