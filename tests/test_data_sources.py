@@ -1,11 +1,9 @@
 """Paper tasks prepare from local files offline; missing files give a clear error."""
-import dataclasses
 import json
 import os
 
 import pytest
 
-from skd_jax.data import sources
 from skd_jax.data import tasks
 
 
@@ -32,18 +30,20 @@ def test_gsm8k_from_local_files(tmp_path):
 
 
 def test_flores_pair_from_local_lines(tmp_path):
+  """Train = devtest; validation and test are disjoint parts of dev."""
   raw = tmp_path / "raw" / "flores200"
   raw.mkdir(parents=True)
   for code, word in (("asm_Beng", "অসম"), ("eng_Latn", "english")):
     (raw / f"{code}.dev").write_text("".join(f"{word} {i}\n" for i in range(12)))
     (raw / f"{code}.devtest").write_text("".join(f"{word} t{i}\n" for i in range(3)))
-  task = tasks.get_task("translation", raw_dir=str(tmp_path / "raw"),
+  task = tasks.get_task("translation", validation_size=2, raw_dir=str(tmp_path / "raw"),
                         data_dir=str(tmp_path / "tfds"))
-  task = dataclasses.replace(task, source=sources.flores_source(validation_size=2))
-  assert len(task.records("train")) == 10
-  test = task.records("test")
-  assert [(r["input"], r["target"]) for r in test] == [
+  assert [(r["input"], r["target"]) for r in task.records("train")] == [
       (f"অসম t{i}", f"english t{i}") for i in range(3)]
+  validation, test = task.records("validation"), task.records("test")
+  assert (len(validation), len(test)) == (2, 10)
+  assert sorted(r["target"] for r in validation + test) == sorted(
+      f"english {i}" for i in range(12))
 
 
 def test_offline_missing_file_names_path(tmp_path, monkeypatch):

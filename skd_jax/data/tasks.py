@@ -174,16 +174,19 @@ def _task(name, source, template, stops, metrics, max_prompt, max_new, **overrid
 @register_task("translation")
 def translation_task(src: str = "asm_Beng", tgt: str = "eng_Latn",
                      src_name: str | None = None, tgt_name: str | None = None,
-                     metrics: Sequence[str] = ("bleu", "chrf"), **kw) -> Task:
+                     metrics: Sequence[str] = ("bleu", "chrf"),
+                     validation_size: int = 100, **kw) -> Task:
   """Flores-200 `src`->`tgt` (codes like "asm_Beng"); paper: COMET and BLEU.
 
+  Train on devtest (1012 pairs; `train_size=1000` is the paper's 1K), validate
+  on 100 seeded dev pairs, test on the other 897 (see `sources.flores_source`).
   Add "comet" to `metrics` when `unbabel-comet` and its model are available.
   """
   src_name = src_name or FLORES_LANGUAGE_NAMES.get(src, src)
   tgt_name = tgt_name or FLORES_LANGUAGE_NAMES.get(tgt, tgt)
   template = (f"Translate {src_name} sentence into {tgt_name}. This is the "
               f"{src_name} sentence: {{input}} Here is the {tgt_name} translation:")
-  return _task("translation", sources_lib.flores_source(src, tgt), template, ("\n",),
+  return _task("translation", sources_lib.flores_source(src, tgt, validation_size), template, ("\n",),
                metrics, 256, 256, **kw)
 
 
