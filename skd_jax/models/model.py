@@ -23,6 +23,23 @@ class Model:
   def random(cls, config: ModelConfig, seed: int = 0) -> "Model":
     return cls(config=config, params=transformer.init_params(config, jax.random.PRNGKey(seed)))
 
+  def keep_layers(self, indices) -> "Model":
+    """A layer-pruned copy: decoder layers `indices` (in order), the rest dropped.
+
+    Each kept layer keeps its attention type (sliding / full, hence its RoPE
+    base), so e.g. every third layer of Gemma 3 is a consistent smaller Gemma 3.
+    """
+    indices = [int(i) for i in indices]
+    n = self.config.num_layers
+    if not indices or any(not 0 <= i < n for i in indices) or len(set(indices)) != len(indices):
+      raise ValueError(f"keep_layers={indices}: give distinct layer indices in [0, {n}).")
+    config = self.config.replace(
+        num_layers=len(indices), layer_types=tuple(self.config.layer_types[i] for i in indices),
+        name=f"{self.config.name}-{len(indices)}of{n}l")
+    take = np.asarray(indices)
+    layers = jax.tree.map(lambda x: x[take], self.params["layers"])
+    return Model(config=config, params={**self.params, "layers": layers})
+
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def _logits(params, tokens, cfg: ModelConfig):

@@ -130,18 +130,42 @@ def model_config_of(spec, tokenizer, role: str) -> tuple[model_config.ModelConfi
                                           param_dtype=spec.param_dtype or None)
       except (ValueError, KeyError, NotImplementedError) as e:
         raise ConfigError(f"{role}.path={path!r}: unsupported config.json ({e}).") from None
+    keep = _kept_layers(spec)
+    if keep and all(0 <= i < cfg.num_layers for i in keep):  # Else _pruned says why.
+      cfg = cfg.replace(num_layers=len(keep), layer_types=tuple(cfg.layer_types[i] for i in keep))
     return cfg, path
   return None, path  # A .gguf file: known once loaded.
 
 
-def load_weights(spec, cfg, path: str, role: str) -> Model:
-  """Random init for presets, else the checkpoint at `path`."""
-  if spec.path in model_config.PRESETS:
-    return Model.random(cfg, seed=int(spec.init_seed))
+def _kept_layers(spec) -> tuple[int, ...]:
+  return tuple(int(i) for i in (spec.get("keep_layers") or ()))
+
+
+def _pruned(model: Model, spec, role: str) -> Model:
+  """`model` with only `spec.keep_layers` (all when empty)."""
+  keep = _kept_layers(spec)
+  if not keep:
+    return model
   try:
-    return hf.load_model(path, dtype=spec.dtype, param_dtype=spec.param_dtype or None)
-  except hf.CheckpointError as e:
-    raise ConfigError(f"{role}.path: {e}") from None
+    return model.keep_layers(keep)
+  except ValueError as e:
+    raise ConfigError(f"{role}.{e}") from None
+
+
+def load_weights(spec, cfg, path: str, role: str, loaded: dict | None = None) -> Model:
+  """Random init for presets, else the checkpoint at `path`, pruned to
+  `spec.keep_layers`. `loaded` memoises checkpoints by (path, dtypes), so a
+  student pruned from the teacher's checkpoint reads it once."""
+  if spec.path in model_config.PRESETS:
+    return _pruned(Model.random(cfg, seed=int(spec.init_seed)), spec, role)
+  key = (path, spec.dtype, spec.param_dtype or spec.dtype)
+  loaded = {} if loaded is None else loaded
+  if key not in loaded:
+    try:
+      loaded[key] = hf.load_model(path, dtype=spec.dtype, param_dtype=spec.param_dtype or None)
+    except hf.CheckpointError as e:
+      raise ConfigError(f"{role}.path: {e}") from None
+  return _pruned(loaded[key], spec, role)
 
 
 # ----------------------------------------------------------------------------
@@ -192,8 +216,10 @@ def setup(config, workdir: str | None = None) -> Env:
   resolved = {role: model_config_of(spec, tokenizer, role) for role, spec in specs.items()}
   if all(cfg is not None for cfg, _ in resolved.values()):
     validate_models(config, resolved["student"][0], resolved["teacher"][0])
-  models = {role: load_weights(specs[role], cfg, path, role)
+  loaded = {}
+  models = {role: load_weights(specs[role], cfg, path, role, loaded)
             for role, (cfg, path) in resolved.items()}
+  del loaded
   validate_models(config, models["student"].config, models["teacher"].config)
   task_kw = dict(max_prompt_tokens=int(config.task.max_prompt_tokens),
                  max_new_tokens=int(config.task.max_new_tokens))
