@@ -1,10 +1,14 @@
 """Task metrics from the field's libraries (scores on a 0-100 scale).
 
 * "bleu", "chrf": sacrebleu corpus-level scores (default tokenisation: 13a).
-* "rougeL": rouge-score ROUGE-L F-measure (with Porter stemming, as usual for
-  summarisation), averaged over examples, x100.
-* "gsm8k_accuracy": % of predictions whose number after the last "####"
-  equals the reference's (thousands separators, negatives, decimals read).
+* "rougeL": ROUGE-L F-measure x100 exactly as HF `evaluate`'s "rouge" metric
+  (the official SKD summarisation evaluation) computes it: rouge-score's
+  default tokenizer, NO stemming, per-pair F aggregated by rouge-score's
+  `BootstrapAggregator` (mid = median of 1000 resampled means), seeded with 0.
+  "rougeL_stem": the same with Porter stemming.
+* "gsm8k_accuracy": % of predictions whose number right after the FIRST
+  "####" (as the official grader reads it) equals the reference's exactly, as
+  rationals ("1,000" == "1000", "5.0" == "5", "3/4" == "0.75", "- 5" == "-5").
 * "boxed_accuracy": % whose last \\boxed{} answer equals the reference answer
   by `grader.math_equal` (string, numeric, then sympy under a time limit).
 * "exact_match": % of predictions equal to the reference after stripping
@@ -17,14 +21,12 @@ name; predictions are completions already cut at the task's stop strings.
 
 from __future__ import annotations
 
+import fractions
 import os
 import re
 from typing import Callable, Sequence
 
 from skd_jax.evaluation import grader
-
-_NUMBER = re.compile(r"-?[\d,]*\.?\d+")
-
 
 def _check_lengths(predictions: Sequence[str], references: Sequence[str]) -> None:
   if len(predictions) != len(references):
@@ -48,43 +50,105 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
   return float(sacrebleu.corpus_chrf(list(predictions), [list(references)]).score)
 
 
+ROUGE_BOOTSTRAP_SEED = 0
+
+
 def rouge_l(predictions: Sequence[str], references: Sequence[str],
-            use_stemmer: bool = True) -> float:
-  """Mean ROUGE-L F-measure x100 (rouge-score; LCS over its tokenisation)."""
+            use_stemmer: bool = False, aggregate: str = "bootstrap",
+            seed: int = ROUGE_BOOTSTRAP_SEED, n_samples: int = 1000) -> float:
+  """ROUGE-L F-measure x100 as HF `evaluate`'s "rouge" metric computes it.
+
+  rouge-score's `RougeScorer(["rougeL"], use_stemmer=...)` with its default
+  tokenizer (lower-cased, runs of [a-z0-9]; Porter-stemmed tokens longer than
+  3 characters when `use_stemmer`) scores each (reference, prediction) pair by
+  the longest common subsequence.
+
+  Args:
+    use_stemmer: False as in `evaluate` and the official SKD evaluation.
+    aggregate: "bootstrap" (`evaluate`'s default, `use_aggregator=True`): the
+      `mid` F-measure of rouge-score's `BootstrapAggregator`, i.e. the median
+      of `n_samples` means of resamples of the per-pair F-measures, with numpy's
+      global generator seeded with `seed` (and restored afterwards), so it
+      equals `evaluate` run right after `np.random.seed(seed)`; "mean": the
+      plain mean of the per-pair F-measures (which the bootstrap median
+      estimates, within Monte-Carlo noise of about 0.01 points on 1.5K pairs).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
   from rouge_score import rouge_scorer  # pylint: disable=g-import-not-at-top
+  from rouge_score import scoring  # pylint: disable=g-import-not-at-top
   _check_lengths(predictions, references)
   scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
-  scores = [scorer.score(ref, pred)["rougeL"].fmeasure
-            for pred, ref in zip(predictions, references)]
-  return 100.0 * sum(scores) / len(scores)
+  scores = [scorer.score(ref, pred) for pred, ref in zip(predictions, references)]
+  if aggregate == "mean":
+    return 100.0 * sum(s["rougeL"].fmeasure for s in scores) / len(scores)
+  if aggregate != "bootstrap":
+    raise ValueError(f"aggregate={aggregate!r}; expected 'bootstrap' or 'mean'.")
+  aggregator = scoring.BootstrapAggregator(n_samples=n_samples)
+  for score in scores:
+    aggregator.add_scores(score)
+  state = np.random.get_state()
+  np.random.seed(seed)
+  try:
+    result = aggregator.aggregate()
+  finally:
+    np.random.set_state(state)
+  return 100.0 * float(result["rougeL"].mid.fmeasure)
 
 
-def extract_gsm8k_answer(text: str) -> float | None:
-  """The number after the last "####" ("1,234", "-5", "2.50", "$7" read), or None."""
+def rouge_l_stem(predictions: Sequence[str], references: Sequence[str]) -> float:
+  """`rouge_l` with Porter stemming (not the paper's setting)."""
+  return rouge_l(predictions, references, use_stemmer=True)
+
+
+# After the first "####" on its line: an optional "$", a sign (spaces allowed
+# after it: "- 5"), digits with commas, an optional decimal part, an optional
+# "/ denominator". Whatever follows the number ("." "%" " apples") is ignored.
+_GSM8K_NUMBER = re.compile(
+    r"^\$?\s*(?P<sign>[-\u2212+]?)\s*\$?\s*"
+    r"(?P<num>\d[\d,]*(?:\.\d+)?|\.\d+)"
+    r"(?:\s*/\s*(?P<den>\d[\d,]*(?:\.\d+)?))?")
+
+
+def extract_gsm8k_answer(text: str) -> fractions.Fraction | None:
+  """The exact number right after the FIRST "####" (on that line), or None.
+
+  As the official SKD grader (`text.split("####")[1].split("\\n")[0]`) and
+  OpenAI's GSM8K `extract_answer` (first match): a later "####" is ignored.
+  Reads "1,234" (commas dropped), "-5" and "- 5", "2.50", "$7", "3/4"; a
+  trailing "." or "%" or unit is ignored. None without "####", when the line
+  after it does not start with a number, or for a zero denominator.
+  """
   if "####" not in text:
     return None
-  tail = text.rsplit("####", 1)[1].replace("$", "").strip()
-  match = _NUMBER.search(tail)
+  line = text.split("####", 2)[1].split("\n", 1)[0].strip()
+  match = _GSM8K_NUMBER.match(line)
   if match is None:
     return None
-  digits = match.group(0).replace(",", "")
   try:
-    return float(digits)
-  except ValueError:
+    value = fractions.Fraction(match.group("num").replace(",", ""))
+    den = fractions.Fraction((match.group("den") or "1").replace(",", ""))
+  except ValueError:  # More digits than Python converts (sys.get_int_max_str_digits).
     return None
+  if den == 0:
+    return None
+  value /= den
+  return -value if match.group("sign") in ("-", "\u2212") else value
 
 
 def gsm8k_accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
-  """% of predictions whose "####" number equals the reference's (or the
-  reference itself when it is a bare number)."""
+  """% of predictions whose first-"####" number equals the reference's exactly.
+
+  References are GSM8K answers ("... #### 72") or bare numbers ("72"). Values
+  are compared as exact rationals: "5.0" == "5", "1,000" == "1000",
+  "3/4" == "0.75", but 10001 != 10000 (no tolerance, no percent scaling).
+  """
   _check_lengths(predictions, references)
   correct = 0
   for pred, ref in zip(predictions, references):
     ref_value = extract_gsm8k_answer(ref if "####" in ref else f"#### {ref}")
-    pred_value = extract_gsm8k_answer(pred)
     if ref_value is None:
       raise ValueError(f"Reference {ref!r} has no number after '####'.")
-    correct += pred_value is not None and grader.numbers_close(pred_value, ref_value)
+    correct += extract_gsm8k_answer(pred) == ref_value
   return 100.0 * correct / len(predictions)
 
 
@@ -147,7 +211,8 @@ def comet(predictions: Sequence[str], references: Sequence[str], sources: Sequen
 
 
 _METRICS: dict[str, Callable[..., float]] = {
-    "bleu": bleu, "chrf": chrf, "rougeL": rouge_l, "gsm8k_accuracy": gsm8k_accuracy,
+    "bleu": bleu, "chrf": chrf, "rougeL": rouge_l, "rougeL_stem": rouge_l_stem,
+    "gsm8k_accuracy": gsm8k_accuracy,
     "boxed_accuracy": boxed_accuracy, "exact_match": exact_match,
 }
 
