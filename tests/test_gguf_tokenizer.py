@@ -30,7 +30,9 @@ def test_gguf_tokenizer_has_gemma_chat_template_and_is_cached(gguf_path, tmp_pat
     assert ids[:2] == [2, 105] and ids.count(2) == 1          # One BOS, <start_of_turn>.
     assert templates.completion_end_id(tok) == 106            # <end_of_turn> ends a reply.
     assert 106 in templates.stop_token_ids(tok, ("\n",))
-  assert cached.encode("hello world") == first.encode("hello world")
+  sample = "Héllo wörld 😀 অসমীয়া 12345\n\n#### 7"
+  assert cached.encode(sample) == first.encode(sample)
+  assert first.decode(first.encode(sample, add_special_tokens=False)) == sample
 
 
 def test_keep_layers_keeps_each_layers_attention_type():

