@@ -160,6 +160,9 @@ def test_gamma_is_only_a_speed_knob(pair, temps):
   for g in (2, 4, 8):
     assert outs[g].completions == outs[1].completions, g
     assert outs[g].from_teacher == outs[1].from_teacher, g
+    for field in ("tested", "accepted"):   # only kept tokens count (tests/test_sampler_stops.py)
+      np.testing.assert_array_equal(np.asarray(getattr(outs[g].rollout, field)),
+                                    np.asarray(getattr(outs[1].rollout, field)), f"{field} {g}")
   assert outs[8].rounds < outs[1].rounds   # fewer rounds when drafts pass
   if temps == (1.0, 1.0):
     assert 0 < np.mean(outs[1].replacement_rate) < 1   # both branches exercised
@@ -273,6 +276,8 @@ def test_data_parallel_mesh_equals_one_device(pair):
     ([[2, 500]], {}, r"token ids \[500\] outside the vocabulary"),
     ([[2]], {"method": "beam"}, r"Unknown sampling method 'beam'"),
     ([[2]], {"decode_layout": "fast"}, r"decode_layout='fast'"),
+    ([[2]], {"student_rules": "nope"}, r"student_rules='nope'.*known"),
+    ([[2]], {"teacher_rules": "studnet"}, r"teacher_rules='studnet'.*known"),
 ])
 def test_bad_input_fails_before_compiling(pair, prompts, kw, message):
   student, teacher = pair

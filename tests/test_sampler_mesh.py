@@ -2,8 +2,11 @@
 
 Student params follow the student (FSDP) rules, teacher params the teacher (tensor
 parallel) rules, prompts are split over data x fsdp, and the caches are laid out by
-the rules inside the loop.
+the rules inside the loop. Issue 16: the tables the caches follow are named by
+`SamplerConfig.student_rules` / `teacher_rules`.
 """
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -49,3 +52,31 @@ def test_sampler_on_mesh_equals_one_device(setup, mesh_shape):
     out = _rollout(s, t, jax.device_put(tokens, rows), jax.device_put(lengths, rows), static, dyn)
     np.testing.assert_array_equal(np.asarray(out.tokens), reference)
   assert len(out.tokens.sharding.device_set) == 8
+
+
+@pytest.mark.parametrize("field", ["student_rules", "teacher_rules"])
+def test_rule_table_names_reach_the_cache_constraint(setup, monkeypatch, field):
+  """A table only this test registers, naming a mesh axis the mesh lacks, fails the
+  trace: so the configured name (not a hard-coded one) lays out that model's cache."""
+  student, teacher, static, dyn, tokens, lengths, _ = setup
+  monkeypatch.setitem(sharding.RULE_SETS, "test_nowhere", (("cache_batch", "nowhere"),))
+  with jax.set_mesh(sharding.make_mesh((2, 2, 2))):
+    with pytest.raises(ValueError, match=r"mesh axis 'nowhere'"):
+      _rollout(student, teacher, tokens, lengths,
+               dataclasses.replace(static, **{field: "test_nowhere"}), dyn)
+
+
+def test_custom_rule_table_names_from_the_config(setup, monkeypatch):
+  """Custom names flow from SamplerConfig through `api.prepare` and give the same tokens."""
+  student, teacher, _, _, tokens, lengths, reference = setup
+  monkeypatch.setitem(sharding.RULE_SETS, "test_rows", sharding.REPLICATED_RULES)
+  config = SamplerConfig(method="skd", top_k=5, gamma=3, max_new_tokens=16, stop_ids=(),
+                         student_rules="test_rows", teacher_rules="fsdp")
+  static, dyn, tokens, lengths = api.prepare(student, teacher, PROMPTS, config)
+  assert (static.student_rules, static.teacher_rules) == ("test_rows", "fsdp")
+  mesh = sharding.make_mesh((2, 2, 2))
+  with jax.set_mesh(mesh):
+    rows = sharding.batch_sharding(mesh, len(PROMPTS))
+    out = _rollout(student, teacher, jax.device_put(tokens, rows), jax.device_put(lengths, rows),
+                   static, dyn)
+    np.testing.assert_array_equal(np.asarray(out.tokens), reference)

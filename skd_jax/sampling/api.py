@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from skd_jax import sharding
 from skd_jax.models.model import Model
 from skd_jax.sampling import config as sconfig
 from skd_jax.sampling import sampler
@@ -18,10 +19,13 @@ from skd_jax.sampling.config import SamplerConfig
 class SampleOutput:
   """Completions and their provenance, one entry per prompt.
 
-  completions: token ids after the prompt (stop token included when hit).
+  completions: token ids after the prompt (stop id / stop sequence included when hit).
   from_teacher: per completion token, whether the teacher sampled it.
   replacement_rate: per sequence, the fraction of completion tokens from the teacher.
-  acceptance_rate: per sequence, accepted / tested student drafts (nan if none tested).
+  acceptance_rate: per sequence, accepted / tested student drafts, counting only
+    tokens the completion keeps (drafts cut by a stop or the budget are not
+    tested), so it is the same for every gamma; nan if none tested ("student",
+    "teacher", or an empty completion).
   rounds: while-loop iterations of the batch.
   rollout: the raw arrays of the jittable core (`sampler.Rollout`).
   """
@@ -87,6 +91,10 @@ def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Seq
   if config.decode_layout not in ("auto", "stacked", "per_layer"):
     raise ValueError(f"decode_layout={config.decode_layout!r}; use 'auto', 'stacked' or "
                      "'per_layer'.")
+  for name in ("student_rules", "teacher_rules"):
+    if getattr(config, name) not in sharding.RULE_SETS:
+      raise ValueError(f"{name}={getattr(config, name)!r}: unknown sharding rule table; "
+                       f"known: {sorted(sharding.RULE_SETS)}.")
   for name in ("student_temperature", "teacher_temperature"):
     if getattr(config, name) < 0:
       raise ValueError(f"{name}={getattr(config, name)} must be >= 0 (0 = greedy).")

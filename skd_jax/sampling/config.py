@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 
 import flax.struct
 import jax
@@ -32,6 +33,11 @@ class SamplerConfig:
     max_new_tokens: completion budget, honoured exactly.
     stop_ids: tokens that end a completion (kept in it). None = the models' EOS
       ids; () = never stop early.
+    stop_sequences: token-id sequences that end a completion right after their
+      first occurrence inside it (a match never starts in the prompt; the sequence
+      is kept, as a stop id is). A one-token sequence is a stop id. Static: a new
+      set compiles once, a new prompt never. Given as any iterable of iterables of
+      ints; stored as a tuple of int tuples.
     prompt_buckets: prompts are right-padded to the smallest bucket that fits, so
       one compilation serves all prompt lengths within a bucket. None = powers of
       two from 16.
@@ -44,6 +50,9 @@ class SamplerConfig:
       embedding (`transformer.decode_layout`), about 1.5x faster decode steps on
       XLA:CPU at the cost of a second copy of the weights; "auto": "per_layer"
       on the CPU backend, "stacked" elsewhere (TPU/GPU memory is precious).
+    student_rules, teacher_rules: names of the `skd_jax.sharding.RULE_SETS` tables
+      that lay out each model's KV cache under a mesh (match the tables the params
+      were sharded with).
   """
   method: str = "skd"
   top_k: int = 25
@@ -57,19 +66,46 @@ class SamplerConfig:
   acceptance: str = "raw"
   max_new_tokens: int = 128
   stop_ids: tuple[int, ...] | None = None
+  stop_sequences: tuple[tuple[int, ...], ...] = ()
   prompt_buckets: tuple[int, ...] | None = None
   cache_length: int | None = None
   shared_vocab_size: int | None = None
   decode_layout: str = "auto"
+  student_rules: str = "student"
+  teacher_rules: str = "teacher"
 
   def __post_init__(self):
     if self.stop_ids is not None:
       object.__setattr__(self, "stop_ids", tuple(int(s) for s in self.stop_ids))
+    object.__setattr__(self, "stop_sequences", token_sequences(self.stop_sequences))
     if self.prompt_buckets is not None:
       object.__setattr__(self, "prompt_buckets", tuple(sorted(int(b) for b in self.prompt_buckets)))
 
   def replace(self, **kw) -> "SamplerConfig":
     return dataclasses.replace(self, **kw)
+
+
+def token_sequences(value) -> tuple[tuple[int, ...], ...]:
+  """`stop_sequences` as a tuple of int tuples; a ValueError naming the bad value."""
+  if value is None:
+    return ()
+  example = "use a tuple of token-id tuples, e.g. ((5, 6), (7,))"
+  if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    raise ValueError(f"stop_sequences={value!r}: {example}.")
+  out = []
+  for seq in value:
+    if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
+      raise ValueError(f"stop_sequences={value!r}: {seq!r} is not a sequence; {example}.")
+    try:
+      ids = tuple(operator.index(t) for t in seq)
+    except TypeError:
+      raise ValueError(f"stop_sequences={value!r}: {seq!r} holds a non-integer token id; "
+                       f"{example}.") from None
+    if not ids:
+      raise ValueError(f"stop_sequences={value!r} holds an empty sequence (); every stop "
+                       "sequence needs at least one token id.")
+    out.append(ids)
+  return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +119,9 @@ class StaticSampling:
   warped_acceptance: bool
   vocab_size: int
   per_layer_decode: bool = False
+  stop_sequences: tuple[tuple[int, ...], ...] = ()   # sorted, without repeats
+  student_rules: str = "student"                    # sharding.RULE_SETS names
+  teacher_rules: str = "teacher"
 
 
 @flax.struct.dataclass
@@ -107,6 +146,9 @@ def split(config: SamplerConfig, stop_ids: tuple[int, ...], vocab_size: int):
       vocab_size=vocab_size,
       per_layer_decode=(config.decode_layout == "per_layer" or
                         (config.decode_layout == "auto" and jax.default_backend() == "cpu")),
+      stop_sequences=tuple(sorted(set(config.stop_sequences))),
+      student_rules=config.student_rules,
+      teacher_rules=config.teacher_rules,
   )
   f32 = lambda x: jnp.asarray(x, jnp.float32)
   dynamic = DynamicSampling(

@@ -13,15 +13,22 @@ One SKD round, for every row at once (rows advance by different amounts):
 3. the row keeps the longest prefix of drafts inside the teacher's top-K, then
    (if a draft was rejected) the teacher's own sample at that position; there is
    no bonus token when all drafts pass (as in the official code);
-4. stop ids and `max_new_tokens` truncate what is kept; both caches are rolled
-   back to `length - 1`, so rejected drafts are overwritten by the next round.
+4. the first stop id or completed stop sequence (`stops.py`; matched inside the
+   completion only, kept in it) and `max_new_tokens` truncate what is kept; both
+   caches are rolled back to `length - 1`, so rejected drafts are overwritten by
+   the next round.
+
+Acceptance counts only kept tokens: each kept token is one verified draft
+(`tested`), accepted unless the teacher replaced it (`accepted`); drafts cut by a
+stop or the budget are not counted (so "student" and "teacher" count none).
 
 Randomness is per position: the token at completion index j uses
 `fold_in(fold_in(row_key, j), 0)` for the student's draw and `..., 1)` for the
 teacher's. A draft therefore equals what token-by-token interleaving would have
-drawn, so every gamma gives the same sequences (DESIGN.md invariant 4), K = vocab
-gives "student"'s sequences and K = 0 "teacher"'s. Row keys are
-`fold_in(rng, row)`, so a row does not depend on the other rows or the batch size.
+drawn, so every gamma gives the same sequences and the same counts (DESIGN.md
+invariant 4), K = vocab gives "student"'s sequences and K = 0 "teacher"'s. Row
+keys are `fold_in(rng, row)`, so a row does not depend on the other rows or the
+batch size.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ import jax.numpy as jnp
 from skd_jax import sharding
 from skd_jax.models import transformer
 from skd_jax.models.config import ModelConfig
-from skd_jax.sampling import distributions
+from skd_jax.sampling import distributions, stops
 from skd_jax.sampling.config import DynamicSampling, StaticSampling
 
 STUDENT_STREAM, TEACHER_STREAM = 0, 1
@@ -47,9 +54,9 @@ class LoopState:
   tokens: jax.Array          # [B, S] int32, prompt then completion
   from_teacher: jax.Array    # [B, S] bool, token sampled by the teacher
   length: jax.Array          # [B] int32, tokens so far (prompt included)
-  done: jax.Array            # [B] bool, stop token emitted or budget used
-  tested: jax.Array          # [B] int32, student drafts the teacher verified
-  accepted: jax.Array        # [B] int32, of which inside the teacher's top-K
+  done: jax.Array            # [B] bool, stop id / stop sequence emitted or budget used
+  tested: jax.Array          # [B] int32, kept tokens that are verified student drafts
+  accepted: jax.Array        # [B] int32, of which inside the teacher's top-K (not replaced)
   rounds: jax.Array          # [] int32
   student_cache: Any         # KVCache or None ("teacher" method)
   teacher_cache: Any         # KVCache or None ("student" method)
@@ -60,11 +67,11 @@ class Rollout:
   """The jittable core's output (arrays only; `sample` turns it into lists)."""
   tokens: jax.Array            # [B, S] int32; zeros after each row's end
   from_teacher: jax.Array      # [B, S] bool
-  completion_mask: jax.Array   # [B, S] bool: completion tokens, stop token included
+  completion_mask: jax.Array   # [B, S] bool: completion tokens, stop id / sequence included
   length: jax.Array            # [B] int32
   prompt_length: jax.Array     # [B] int32
-  tested: jax.Array            # [B] int32
-  accepted: jax.Array          # [B] int32
+  tested: jax.Array            # [B] int32, verified drafts among the kept tokens
+  accepted: jax.Array          # [B] int32, of which accepted (gamma-invariant, like tokens)
   rounds: jax.Array            # [] int32, while-loop iterations
 
 
@@ -133,26 +140,31 @@ def _verify(teacher_params, t_cfg, cache, pending, drafts, completion_index, row
   return tokens, rejected_here, n_new, n_accepted, cache
 
 
-def _commit(state: LoopState, new_tokens, new_from_teacher, n_new, n_tested, n_accepted,
+def _commit(state: LoopState, new_tokens, new_from_teacher, n_new, n_accepted,
             prompt_length, static: StaticSampling, student_cache, teacher_cache) -> LoopState:
-  """Keeps n_new of the proposed tokens per row, truncated at a stop id and the budget."""
-  g = new_tokens.shape[1]
-  slots = jnp.arange(g)[None, :]
+  """Keeps n_new of the proposed tokens [B, g] per row, cut at the first stop and the budget.
+
+  `n_accepted` [B] is the leading run of accepted drafts, or None when nothing was
+  verified. Only kept tokens are counted: tested += kept, accepted += min(n_accepted, kept).
+  """
   budget = static.max_new_tokens - (state.length - prompt_length)
   n_new = jnp.where(state.done, 0, jnp.minimum(n_new, budget))
-  is_stop = jnp.isin(new_tokens, jnp.asarray(static.stop_ids or (-1,), jnp.int32))
-  is_stop &= slots < n_new[:, None]
+  tokens = _set_rows(state.tokens, state.length, new_tokens)
+  is_stop = stops.ends_here(tokens, new_tokens, state.length, prompt_length, n_new,
+                            static.stop_ids, static.stop_sequences)
   hit_stop = jnp.any(is_stop, axis=1)
   n_new = jnp.where(hit_stop, jnp.argmax(is_stop, axis=1) + 1, n_new)
   length = state.length + n_new
-  active = ~state.done
+  tested, accepted = state.tested, state.accepted
+  if n_accepted is not None:
+    tested, accepted = tested + n_new, accepted + jnp.minimum(n_accepted, n_new)
   return LoopState(
-      tokens=_set_rows(state.tokens, state.length, new_tokens),
+      tokens=tokens,
       from_teacher=_set_rows(state.from_teacher, state.length, new_from_teacher),
       length=length,
       done=state.done | hit_stop | (length - prompt_length >= static.max_new_tokens),
-      tested=state.tested + jnp.where(active, n_tested, 0),
-      accepted=state.accepted + jnp.where(active, n_accepted, 0),
+      tested=tested,
+      accepted=accepted,
       rounds=state.rounds + 1,
       student_cache=_rewind(student_cache, length),
       teacher_cache=_rewind(teacher_cache, length),
@@ -165,24 +177,23 @@ def _round(state: LoopState, student_params, teacher_params, prompt_length, row_
   pending = state.tokens[rows, state.length - 1]
   completion_index = state.length - prompt_length   # index of the next completion token
   b = pending.shape[0]
-  zeros = jnp.zeros((b,), jnp.int32)
   if static.method == "teacher":
     logits, t_cache = transformer.forward(teacher_params, pending[:, None], t_cfg,
                                           cache=state.teacher_cache)
     token = _teacher_token(_vocab(logits[:, 0], static.vocab_size), completion_index, row_keys,
                            static, dyn)
     return _commit(state, token[:, None], jnp.ones((b, 1), bool), jnp.ones((b,), jnp.int32),
-                   zeros, zeros, prompt_length, static, None, t_cache)
+                   None, prompt_length, static, None, t_cache)
   drafts, s_cache = _draft(student_params, s_cfg, state.student_cache, pending, completion_index,
                            row_keys, static, dyn)
   if static.method == "student":
     return _commit(state, drafts, jnp.zeros(drafts.shape, bool),
-                   jnp.full((b,), static.gamma, jnp.int32), zeros, zeros, prompt_length, static,
+                   jnp.full((b,), static.gamma, jnp.int32), None, prompt_length, static,
                    s_cache, None)
   tokens, from_teacher, n_new, n_accepted, t_cache = _verify(
       teacher_params, t_cfg, state.teacher_cache, pending, drafts, completion_index, row_keys,
       static, dyn)
-  return _commit(state, tokens, from_teacher, n_new, n_new, n_accepted, prompt_length, static,
+  return _commit(state, tokens, from_teacher, n_new, n_accepted, prompt_length, static,
                  s_cache, t_cache)
 
 
@@ -190,7 +201,8 @@ def _prefill(params, cfg, prompt_tokens, prompt_length, cache_length, rules: str
   """Caches holding every prompt token but the last (which is pending).
 
   Under a mesh (`jax.set_mesh`) the cache is laid out by the model's rule table
-  (`skd_jax.sharding`): it stays that way through the loop, with no resharding.
+  (`rules`, a `skd_jax.sharding` table name: `static.student_rules` or
+  `.teacher_rules`): it stays that way through the loop, with no resharding.
   """
   cache = transformer.init_cache(cfg, prompt_tokens.shape[0], cache_length)
   cache = cache.replace(k=sharding.with_logical_constraint(cache.k, transformer.CACHE_AXES.k, rules),
@@ -248,9 +260,9 @@ def rollout(student_params, teacher_params, prompt_tokens: jax.Array, prompt_len
       accepted=jnp.zeros((b,), jnp.int32),
       rounds=jnp.zeros((), jnp.int32),
       student_cache=_prefill(student_params, student_cfg, prompt_tokens, prompt_length, width,
-                             "student") if use_student else None,
+                             static.student_rules) if use_student else None,
       teacher_cache=_prefill(teacher_params, teacher_cfg, prompt_tokens, prompt_length, width,
-                             "teacher") if use_teacher else None,
+                             static.teacher_rules) if use_teacher else None,
   )
   body = functools.partial(_round, student_params=student_params, teacher_params=teacher_params,
                            prompt_length=prompt_length, row_keys=row_keys, s_cfg=student_cfg,
