@@ -184,6 +184,7 @@ class Env:
   teacher: Model
   mesh: Mesh
   stop_ids: tuple[int, ...]
+  stop_sequences: tuple[tuple[int, ...], ...]
   pad_id: int
   loss_cfg: step_lib.LossConfig
   eval_metric: str
@@ -249,7 +250,8 @@ def setup(config, workdir: str | None = None) -> Env:
   return Env(config=config, workdir=os.path.abspath(workdir or default_workdir(config)),
              tokenizer=tokenizer, task=task, student=models["student"],
              teacher=models["teacher"], mesh=mesh,
-             stop_ids=tuple(task.stop_ids(tokenizer)), pad_id=pad_id, loss_cfg=loss_cfg,
+             stop_ids=tuple(task.stop_ids(tokenizer)),
+             stop_sequences=tuple(task.stop_sequences(tokenizer)), pad_id=pad_id, loss_cfg=loss_cfg,
              eval_metric=metric)
 
 
@@ -341,11 +343,34 @@ def sample_rows(env: Env, params, source: int, prompt_ids, key: jax.Array,
   its first global row) and the prompts are padded to the widest bucket any
   process needs; with replicated=True all pass the same prompts.
   """
-  config = env.config
-  scfg = methods.sampler_config(source, config.sampler,
-                                max_new_tokens=int(config.task.max_new_tokens),
+  return _rollout(env, params, rollout_sampler_config(env, source), prompt_ids, key,
+                  row_offset, replicated)
+
+
+def rollout_sampler_config(env: Env, source: int) -> SamplerConfig:
+  """The SamplerConfig of a training rollout of `source` (methods.STUDENT, ...)."""
+  scfg = methods.sampler_config(source, env.config.sampler,
+                                max_new_tokens=int(env.config.task.max_new_tokens),
                                 stop_ids=env.stop_ids)
-  return _rollout(env, params, scfg, prompt_ids, key, row_offset, replicated)
+  return _with_run_settings(env, scfg)
+
+
+def eval_sampler_config(env: Env) -> SamplerConfig:
+  """The student's greedy decoding of evaluations."""
+  config = env.config
+  scfg = SamplerConfig(method="student", student_temperature=0.0,
+                       max_new_tokens=int(config.task.max_new_tokens), stop_ids=env.stop_ids,
+                       prompt_buckets=tuple(config.sampler.prompt_buckets) or None,
+                       shared_vocab_size=int(config.sampler.shared_vocab_size) or None)
+  return _with_run_settings(env, scfg)
+
+
+def _with_run_settings(env: Env, scfg: SamplerConfig) -> SamplerConfig:
+  """The run's stop strings (as id sequences) and each model's rule table."""
+  return scfg.replace(stop_sequences=env.stop_sequences,
+                      student_rules=env.config.student.rules,
+                      teacher_rules=env.config.teacher.rules)
+
 
 
 def _rollout(env: Env, params, scfg: SamplerConfig, prompt_ids, key: jax.Array,
@@ -447,11 +472,7 @@ def _mean(pair) -> float:
 
 def greedy_generate_fn(env: Env, params):
   """prompt id lists -> greedy student completions (the student's own sampler)."""
-  config = env.config
-  scfg = SamplerConfig(method="student", student_temperature=0.0,
-                       max_new_tokens=int(config.task.max_new_tokens), stop_ids=env.stop_ids,
-                       prompt_buckets=tuple(config.sampler.prompt_buckets) or None,
-                       shared_vocab_size=int(config.sampler.shared_vocab_size) or None)
+  scfg = eval_sampler_config(env)
 
   def generate(prompt_ids):
     # Every process generates the same prompts (replicated): metrics need them all.

@@ -1,0 +1,31 @@
+"""What the driver hands the sampler: the task's stop strings and each model's rules."""
+import pytest
+
+from skd_jax import sharding
+from skd_jax.train import loop
+from skd_jax.train import methods
+from tests.test_methods import tiny_config
+
+
+@pytest.fixture(scope="module")
+def env():
+  # "\n\n" (the GSM8K stop) is two tokens of the tiny tokenizer: only a stop
+  # sequence can end a completion on it.
+  sharding.RULE_SETS.setdefault("my_fsdp", sharding.get_rules("student"))
+  config = tiny_config("gemma_gsm8k", **{"student.rules": "my_fsdp"})
+  return loop.setup(config, "/tmp/skdtests/wiring")
+
+
+def test_rollouts_and_evaluation_stop_on_multi_token_stop_strings(env):
+  newline = env.tokenizer.encode("\n", add_special_tokens=False)
+  assert env.tokenizer.encode("a\n\nb", add_special_tokens=False).count(newline[0]) == 2
+  expected = env.task.stop_sequences(env.tokenizer)
+  assert expected == (tuple(newline * 2),)
+  for source in (methods.STUDENT, methods.SKD, methods.TEACHER):
+    assert loop.rollout_sampler_config(env, source).stop_sequences == expected
+  assert loop.eval_sampler_config(env).stop_sequences == expected
+
+
+def test_each_models_rule_table_reaches_the_sampler(env):
+  for scfg in (loop.rollout_sampler_config(env, methods.SKD), loop.eval_sampler_config(env)):
+    assert (scfg.student_rules, scfg.teacher_rules) == ("my_fsdp", "teacher")
