@@ -29,3 +29,18 @@ def test_rollouts_and_evaluation_stop_on_multi_token_stop_strings(env):
 def test_each_models_rule_table_reaches_the_sampler(env):
   for scfg in (loop.rollout_sampler_config(env, methods.SKD), loop.eval_sampler_config(env)):
     assert (scfg.student_rules, scfg.teacher_rules) == ("my_fsdp", "teacher")
+
+
+def test_final_score_covers_the_whole_split_unless_final_limit(tmp_path):
+  # eval.limit bounds periodic evaluations only; the paper scores whole test sets.
+  import json
+  import os
+  config = tiny_config(**{"eval.final_split": "test", "eval.limit": 4, "eval.final_limit": 0,
+                          "eval.batch_size": 50, "eval.agreement_batches": 0})
+  scores = loop.run(config, str(tmp_path / "all"), "eval")
+  assert scores["num_examples"] == 100          # numbers_en_fr's whole test split.
+  with open(os.path.join(tmp_path, "all", "result.json")) as f:
+    result = json.load(f)
+  assert result["final"]["num_examples"] == 100 and result["step"] == 0
+  config.eval.final_limit = 10
+  assert loop.run(config, str(tmp_path / "ten"), "eval")["num_examples"] == 10

@@ -509,10 +509,13 @@ def agreement(env: Env, params, split: str) -> float:
 
 
 def evaluate(env: Env, params, step: int, split: str, limit: int | None = None) -> dict:
-  """Task metrics of the greedy student plus top-1 agreement; writes samples."""
+  """Task metrics of the greedy student plus top-1 agreement; writes samples.
+
+  limit: examples scored; None = `eval.limit`, 0 = the whole split.
+  """
   config = env.config
   out_dir = os.path.join(env.workdir, "eval", f"{split}_step_{step}")
-  limit = limit if limit is not None else (int(config.eval.limit) or None)
+  limit = (int(config.eval.limit) if limit is None else limit) or None  # 0 = all.
   main = jax.process_index() == 0
   scores = task_eval.evaluate_task(env.task, greedy_generate_fn(env, params), env.tokenizer,
                                    split, out_dir if main else None,
@@ -648,10 +651,10 @@ def _trained_params(env: Env):
   return env.student.params, 0
 
 
-def final_limit(config) -> int | None:
+def final_limit(config) -> int:
   """Examples of the final evaluation: `eval.final_limit`, 0 = the whole split
   (the paper scores whole test sets; `eval.limit` bounds periodic evaluations)."""
-  return int(config.eval.get("final_limit", 0)) or None
+  return int(config.eval.get("final_limit", 0))
 
 
 def write_result(env: Env, final: dict, step: int) -> None:
