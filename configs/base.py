@@ -32,8 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.name = "base"                     # Experiment name (default workdir suffix).
   c.workdir = ""                      # Output folder; "" = /tmp/skd_jax/<name>.
   c.seed = 0                          # Run key: params init, coin flips, sampling.
-  # Method: sft | supervised_kd | seq_kd | on_policy | gkd | imitkd | two_stage
-  # | skd | skd_mixed (see docs/DRIVER.md).
+  # Method: sft | supervised_kd | seq_kd (cross-entropy on teacher samples)
+  # | seq_kd_divergence | on_policy | gkd | imitkd | two_stage | skd | skd_mixed
+  # (see docs/DRIVER.md).
   c.method = "skd"
 
   c.student = _model("google/gemma-2b-it", "bfloat16")
@@ -51,16 +52,27 @@ def get_config() -> ml_collections.ConfigDict:
       raw_dir="",                     # Raw data folder ("" = $SKD_RAW_DATA_DIR / default).
   ))
 
+  # Sampling settings; defaults are the official code's (table in docs/DRIVER.md).
   c.sampler = ml_collections.ConfigDict(dict(
       top_k=25,                       # SKD acceptance K (0 = teacher, vocab = student).
       gamma=5,                        # Student draft tokens per teacher verify pass.
       temperature=0.2,                # SKD / teacher sampling temperature (both models).
       top_p=0.5,                      # SKD / teacher nucleus (both models).
-      sampling_top_k=50,              # SKD / teacher top-k filter (0 = off).
+      sampling_top_k=50,              # SKD / teacher top-k filter (0 = off; HF's default 50).
       acceptance="raw",               # "raw" | "warped" teacher distribution for the top-K test.
-      on_policy_temperature=0.5,      # Student-only sampling (on_policy, gkd, imitkd, two_stage).
-      on_policy_top_p=0.5,
-      on_policy_sampling_top_k=0,
+      # Student-only sampling, one (temperature, top_p, sampling_top_k) per method.
+      on_policy_temperature=0.5,      # on_policy (official: student T 0.5, top-p 0.5,
+      on_policy_top_p=0.5,            #   HF generate's default top-k 50).
+      on_policy_sampling_top_k=50,
+      imitkd_temperature=1.0,         # imitkd (official "mixed": generate() defaults,
+      imitkd_top_p=1.0,               #   no temperature / top-p passed).
+      imitkd_sampling_top_k=50,
+      two_stage_temperature=1.0,      # two_stage (official "mixed_train": the same).
+      two_stage_top_p=1.0,
+      two_stage_sampling_top_k=50,
+      gkd_temperature=0.9,            # gkd (TRL GKDConfig temperature 0.9, top-k 0).
+      gkd_top_p=1.0,
+      gkd_sampling_top_k=0,
       prompt_buckets=(),              # Padded prompt lengths; () = powers of two.
       cache_length=0,                 # KV-cache slots; 0 = prompt + max_new + gamma.
       shared_vocab_size=0,            # Qwen2-7B vs 0.5B: sample over the shared ids.

@@ -1,6 +1,6 @@
 """Distillation divergences between a teacher and a student, in float32, masked.
 
-Conventions (pinned by tests/test_losses.py):
+Conventions (pinned by tests/test_losses.py and tests/test_losses_inf.py):
 
 * ``p`` is the teacher's distribution, ``q`` the student's, both
   ``softmax(logits / temperature)`` computed in float32 whatever the input dtype.
@@ -20,9 +20,18 @@ Conventions (pinned by tests/test_losses.py):
     DistiLLM's code drops the constant teacher entropy; we keep it so that the
     value is a true divergence (0 for identical inputs) — the gradient is the same.
 
-* ``-inf`` logits (forbidden tokens): in the KL-type divergences, vocabulary entries
-  where either model's logit is infinite contribute 0 to value and gradient (the
-  "inf mask" of DistiLLM; also gives ``0 * log 0 = 0``). TVD is exact there.
+* ``-inf`` logits (forbidden tokens) are probability 0, with ``0 * log 0 = 0``:
+  every value is exact. ``jsd`` (0 < beta < 1), ``skl`` (0 < alpha < 1) and
+  ``tvd`` are finite; ``fkl`` / ``rkl`` (and ``jsd`` at beta 0 / 1, ``skl`` at
+  alpha 0) are ``+inf`` where the first distribution has mass on an id the second
+  forbids — never a wrong finite number. Each KL term goes through a double
+  ``where``: an entry with ``a_v = 0`` contributes 0, one with ``a_v > 0 = b_v``
+  turns the value into ``+inf``, and neither lets an ``inf - inf`` or ``0 * inf``
+  reach the value or the gradient, so gradients are finite everywhere (zero
+  through a ``+inf`` value).
+* Shared vocabulary (``vocab_size=N``): both models' logits are cut to their first
+  N ids before anything else (Qwen2-7B has 152,064 rows and Qwen2-0.5B 151,936:
+  one tokenizer plus padding rows). ``None``: the vocabularies must match.
 * Optional sparse teacher (``top_k``): keep the teacher's top-k ids per position and
   renormalise BOTH distributions over those ids before taking the divergence.
 * Reductions over the distilled positions (``mask`` [B, L] bool):
@@ -35,19 +44,24 @@ Conventions (pinned by tests/test_losses.py):
     exact (a sequence never straddles two micro-batches).
 
   An all-zero mask gives a loss of 0 (the count is clamped to 1 in the division).
+
+The memory-bounded versions (``chunked_divergence``, ``chunked_cross_entropy``)
+run on ``skd_jax.chunked``'s engine (re-exported here as ``chunked_sum_and_count``).
 """
 from collections.abc import Callable
-import functools
 import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from skd_jax.chunked import chunked_sum_and_count
+
 Array = jax.Array
 
 DIVERGENCES = ("fkl", "rkl", "jsd", "tvd", "skl")
 REDUCTIONS = ("token", "sequence", "sum", "sequence_sum")
+_NEG_INF = -jnp.inf
 
 
 def log_probs(logits: Array, temperature: float = 1.0) -> Array:
@@ -55,72 +69,105 @@ def log_probs(logits: Array, temperature: float = 1.0) -> Array:
   return jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
 
 
-def _kl(log_a: Array, log_b: Array, valid: Array) -> Array:
-  """``sum_v a_v (log a_v - log b_v)`` over the entries where ``valid``.
+def shared_vocab(teacher_vocab: int, student_vocab: int,
+                 vocab_size: int | None = None) -> int:
+  """How many leading vocabulary ids the two models are compared on.
 
-  Invalid entries are replaced by 0 before any arithmetic (the "double where"), so
-  neither the value nor the gradient can see an ``inf - inf`` or ``0 * inf``.
+  Args:
+    teacher_vocab, student_vocab: the models' logit widths.
+    vocab_size: the shared size N (compare ids 0 .. N - 1), or None: the widths
+      must match.
+
+  Raises:
+    ValueError: naming both sizes and the fix.
   """
-  log_a = jnp.where(valid, log_a, 0.0)
-  log_b = jnp.where(valid, log_b, 0.0)
-  terms = jnp.exp(log_a) * (log_a - log_b)
-  return jnp.sum(jnp.where(valid, terms, 0.0), axis=-1)
+  small = min(teacher_vocab, student_vocab)
+  if vocab_size is None:
+    if teacher_vocab != student_vocab:
+      raise ValueError(
+          f"teacher vocabulary {teacher_vocab} != student vocabulary {student_vocab}. "
+          "If the extra rows are padding of one tokenizer (Qwen2-7B vs 0.5B), compare "
+          f"the shared ids only: --config.sampler.shared_vocab_size={small} "
+          f"(LossConfig.shared_vocab_size / vocab_size={small}).")
+    return teacher_vocab
+  if not 0 < int(vocab_size) <= small:
+    raise ValueError(f"shared vocabulary size {vocab_size} must be in [1, {small}] "
+                     f"(teacher {teacher_vocab}, student {student_vocab}).")
+  return int(vocab_size)
 
 
-def _mixture_log_probs(log_p: Array, log_q: Array, weight: float,
-                       valid: Array) -> Array:
-  """``log(weight * p + (1 - weight) * q)``; ``weight`` is a static float."""
+def _positive(log_x: Array) -> Array:
+  """Where a log-probability is not -inf (NaN stays in, so it propagates)."""
+  return log_x != _NEG_INF
+
+
+def _kl(log_a: Array, log_b: Array) -> Array:
+  """Exact ``sum_v a_v (log a_v - log b_v)`` with ``0 log 0 = 0``.
+
+  An entry with ``a_v = 0`` contributes 0; one with ``a_v > 0 = b_v`` makes the
+  value +inf (through a constant, so its gradient is zero). The other entries are
+  computed on inputs the double ``where`` made finite.
+  """
+  a_pos, b_pos = _positive(log_a), _positive(log_b)
+  both = a_pos & b_pos
+  log_a = jnp.where(both, log_a, 0.0)
+  log_b = jnp.where(both, log_b, 0.0)
+  terms = jnp.where(both, jnp.exp(log_a) * (log_a - log_b), 0.0)
+  infinite = jnp.any(a_pos & ~b_pos, axis=-1)
+  return jnp.where(infinite, jnp.inf, jnp.sum(terms, axis=-1))
+
+
+def _mixture_log_probs(log_p: Array, log_q: Array, weight: float) -> Array:
+  """``log(weight * p + (1 - weight) * q)``; ``weight`` is a static float.
+
+  -inf only where both are 0; ``logaddexp`` only ever sees finite inputs.
+  """
   if weight == 0.0:
     return log_q
   if weight == 1.0:
     return log_p
-  log_p = jnp.where(valid, log_p, 0.0)
-  log_q = jnp.where(valid, log_q, 0.0)
-  return jnp.logaddexp(log_p + math.log(weight), log_q + math.log1p(-weight))
+  p_pos, q_pos = _positive(log_p), _positive(log_q)
+  a = jnp.where(p_pos, log_p, 0.0) + math.log(weight)
+  b = jnp.where(q_pos, log_q, 0.0) + math.log1p(-weight)
+  one_sided = jnp.where(p_pos, a, jnp.where(q_pos, b, _NEG_INF))
+  return jnp.where(p_pos & q_pos, jnp.logaddexp(a, b), one_sided)
 
 
 def divergence_from_log_probs(name: str, log_p: Array, log_q: Array, *,
-                              valid: Array | None = None, beta: float = 0.5,
-                              alpha: float = 0.1) -> Array:
-  """Per-position divergence from normalised log-probs.
+                              beta: float = 0.5, alpha: float = 0.1) -> Array:
+  """Per-position divergence from normalised log-probs (-inf = probability 0).
 
   Args:
     name: one of ``DIVERGENCES``.
     log_p: teacher log-probs [..., V] float32.
     log_q: student log-probs [..., V] float32.
-    valid: [..., V] bool, vocabulary entries that take part in the KL-type sums
-      (default: where both log-probs are finite).
     beta: JSD interpolation (static float in [0, 1], TRL's convention).
     alpha: skew of ``"skl"`` (static float in [0, 1)).
 
   Returns:
-    [...] float32 divergence values.
+    [...] float32 divergence values (+inf where a KL is infinite).
   """
-  if valid is None:
-    valid = jnp.isfinite(log_p) & jnp.isfinite(log_q)
   if name == "fkl":
-    return _kl(log_p, log_q, valid)
+    return _kl(log_p, log_q)
   if name == "rkl":
-    return _kl(log_q, log_p, valid)
+    return _kl(log_q, log_p)
   if name == "jsd":
     beta = float(beta)
     if not 0.0 <= beta <= 1.0:
       raise ValueError(f"jsd beta must be in [0, 1], got {beta}")
     if beta == 0.0:  # TRL: exactly KL(teacher || student).
-      return _kl(log_p, log_q, valid)
+      return _kl(log_p, log_q)
     if beta == 1.0:  # TRL: exactly KL(student || teacher).
-      return _kl(log_q, log_p, valid)
-    log_m = _mixture_log_probs(log_p, log_q, beta, valid)
-    return beta * _kl(log_p, log_m, valid) + (1.0 - beta) * _kl(
-        log_q, log_m, valid)
+      return _kl(log_q, log_p)
+    log_m = _mixture_log_probs(log_p, log_q, beta)
+    return beta * _kl(log_p, log_m) + (1.0 - beta) * _kl(log_q, log_m)
   if name == "tvd":
     return 0.5 * jnp.sum(jnp.abs(jnp.exp(log_p) - jnp.exp(log_q)), axis=-1)
   if name == "skl":
     alpha = float(alpha)
     if not 0.0 <= alpha < 1.0:
       raise ValueError(f"skl alpha must be in [0, 1), got {alpha}")
-    log_m = _mixture_log_probs(log_p, log_q, alpha, valid)
-    return _kl(log_p, log_m, valid)
+    return _kl(log_p, _mixture_log_probs(log_p, log_q, alpha))
   raise ValueError(f"unknown divergence {name!r}; expected one of {DIVERGENCES}")
 
 
@@ -132,35 +179,45 @@ def _sparse_teacher_logits(teacher_logits: Array, student_logits: Array,
   return take(teacher_logits), take(student_logits)
 
 
+def shared_vocab_logits(teacher_logits: Array, student_logits: Array,
+                        vocab_size: int | None = None) -> tuple[Array, Array]:
+  """Both logits cut to their first ``shared_vocab(...)`` ids (see there)."""
+  n = shared_vocab(teacher_logits.shape[-1], student_logits.shape[-1], vocab_size)
+  cut = lambda x: x if x.shape[-1] == n else x[..., :n]
+  return cut(teacher_logits), cut(student_logits)
+
+
 def token_divergence(name: str, teacher_logits: Array, student_logits: Array, *,
                      temperature: float = 1.0, beta: float = 0.5,
-                     alpha: float = 0.1, top_k: int | None = None) -> Array:
+                     alpha: float = 0.1, top_k: int | None = None,
+                     vocab_size: int | None = None) -> Array:
   """Per-position divergence D(teacher, student).
 
   Args:
     name: one of ``DIVERGENCES`` (see the module docstring for the formulas).
-    teacher_logits: [B, L, V] any float dtype (cast to float32).
-    student_logits: [B, L, V] any float dtype (cast to float32).
+    teacher_logits: [B, L, V_t] any float dtype (cast to float32); may hold -inf.
+    student_logits: [B, L, V_s] any float dtype (cast to float32); may hold -inf.
     temperature: softmax temperature applied to both models.
     beta: JSD interpolation, TRL's convention (0 = fkl, 1 = rkl).
     alpha: skew of ``"skl"``.
     top_k: if set, both distributions are renormalised over the teacher's top-k
       ids at each position.
+    vocab_size: compare the first ``vocab_size`` ids of both models (None: V_t
+      must equal V_s).
 
   Returns:
     [B, L] float32 divergence per position (no mask applied).
   """
+  teacher_logits, student_logits = shared_vocab_logits(teacher_logits, student_logits,
+                                                       vocab_size)
   teacher_logits = teacher_logits.astype(jnp.float32)
   student_logits = student_logits.astype(jnp.float32)
   if top_k is not None:
     teacher_logits, student_logits = _sparse_teacher_logits(
         teacher_logits, student_logits, top_k)
-  # Forbidden tokens are judged on the raw logits: log_softmax keeps -inf as -inf.
-  valid = jnp.isfinite(teacher_logits) & jnp.isfinite(student_logits)
   return divergence_from_log_probs(
       name, log_probs(teacher_logits, temperature),
-      log_probs(student_logits, temperature), valid=valid, beta=beta,
-      alpha=alpha)
+      log_probs(student_logits, temperature), beta=beta, alpha=alpha)
 
 
 def masked_sum_and_count(values: Array, mask: Array, *,
@@ -208,13 +265,14 @@ def _check_reduction(reduction: str):
 def divergence(name: str, teacher_logits: Array, student_logits: Array,
                mask: Array, *, temperature: float = 1.0, beta: float = 0.5,
                alpha: float = 0.1, reduction: str = "token",
-               top_k: int | None = None) -> Array | tuple[Array, Array]:
+               top_k: int | None = None,
+               vocab_size: int | None = None) -> Array | tuple[Array, Array]:
   """Masked divergence D(teacher, student) over the distilled positions.
 
   Args:
     name: ``"fkl" | "rkl" | "jsd" | "tvd" | "skl"`` (see the module docstring).
-    teacher_logits: [B, L, V] (gradient is not stopped here; callers do that).
-    student_logits: [B, L, V].
+    teacher_logits: [B, L, V_t] (gradient is not stopped here; callers do that).
+    student_logits: [B, L, V_s].
     mask: [B, L] bool, the distilled positions.
     temperature: softmax temperature of both models.
     beta: JSD interpolation in TRL's convention (0 = fkl, 1 = rkl).
@@ -223,6 +281,7 @@ def divergence(name: str, teacher_logits: Array, student_logits: Array,
       per-sequence means, scalar), ``"sum"`` / ``"sequence_sum"`` (the
       ``(sum, count)`` pairs behind them).
     top_k: sparse teacher: renormalise both models over the teacher's top-k ids.
+    vocab_size: compare the first ``vocab_size`` ids (None: V_t must equal V_s).
 
   Returns:
     A float32 scalar, or a ``(sum, count)`` pair for the ``*sum`` reductions.
@@ -230,7 +289,7 @@ def divergence(name: str, teacher_logits: Array, student_logits: Array,
   _check_reduction(reduction)
   values = token_divergence(name, teacher_logits, student_logits,
                             temperature=temperature, beta=beta, alpha=alpha,
-                            top_k=top_k)
+                            top_k=top_k, vocab_size=vocab_size)
   per_sequence = reduction in ("sequence", "sequence_sum")
   total, count = masked_sum_and_count(values, mask, per_sequence=per_sequence)
   if reduction in ("sum", "sequence_sum"):
@@ -256,143 +315,6 @@ def token_cross_entropy(logits: Array, targets: Array) -> Array:
                               axis=-1)[..., 0]
 
 
-def _pad_to_multiple(x: Array, multiple: int, axis: int = 1) -> Array:
-  pad = -x.shape[axis] % multiple
-  if pad == 0:
-    return x
-  widths = [(0, 0)] * x.ndim
-  widths[axis] = (0, pad)
-  return jnp.pad(x, widths)
-
-
-def _split_chunks(x: Array, chunk_size: int) -> Array:
-  """[B, L, ...] -> [ceil(L / chunk_size), B, C, ...] (the tail zero-padded)."""
-  x = _pad_to_multiple(x, chunk_size)
-  b, l = x.shape[:2]
-  x = x.reshape((b, l // chunk_size, chunk_size) + x.shape[2:])
-  return jnp.moveaxis(x, 1, 0)
-
-
-def _merge_chunks(x: Array, length: int) -> Array:
-  """Inverse of ``_split_chunks``: [N, B, C, ...] -> [B, length, ...]."""
-  x = jnp.moveaxis(x, 0, 1)
-  x = x.reshape((x.shape[0], -1) + x.shape[3:])
-  return x[:, :length]
-
-
-def _chunk_weighted_sum(token_fn, params, consts, chunk_inputs,
-                        chunk_const_inputs, chunk_mask, weights):
-  """``sum_{b, c} weights[b] * token_fn(...)[b, c]`` over the chunk's mask."""
-  values = token_fn(params, consts, *chunk_inputs, *chunk_const_inputs)
-  return jnp.sum(jnp.where(chunk_mask, values, 0.0) * weights[:, None])
-
-
-def _chunks(chunk_size, inputs, const_inputs, mask):
-  split = lambda xs: tuple(_split_chunks(x, chunk_size) for x in xs)
-  return split(inputs), split(const_inputs), _split_chunks(mask, chunk_size)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused_weighted_sum(token_fn, chunk_size, params, consts, inputs,
-                        const_inputs, mask, weights):
-  """Value of the chunked weighted sum (no gradient work when not differentiated)."""
-  def body(total, chunk):
-    xs, cs, m = chunk
-    return total + _chunk_weighted_sum(token_fn, params, consts, xs, cs, m,
-                                       weights), None
-
-  total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32),
-                          _chunks(chunk_size, inputs, const_inputs, mask))
-  return total
-
-
-def _fused_weighted_sum_fwd(token_fn, chunk_size, params, consts, inputs,
-                            const_inputs, mask, weights):
-  """Value and gradients in one pass over the chunks.
-
-  Each chunk's gradient is taken while its logits are live, so the backward pass
-  needs no recomputation and nothing of size [B, L, V] is ever stored; the
-  parameter gradient is accumulated in the parameters' dtype (float32 masters).
-  """
-  grad_fn = jax.value_and_grad(_chunk_weighted_sum, argnums=(1, 3))
-
-  def body(carry, chunk):
-    total, param_grads = carry
-    xs, cs, m = chunk
-    value, (g_params, g_inputs) = grad_fn(token_fn, params, consts, xs, cs, m,
-                                          weights)
-    param_grads = jax.tree.map(jnp.add, param_grads, g_params)
-    return (total + value, param_grads), g_inputs
-
-  init = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
-  (total, param_grads), input_grads = jax.lax.scan(
-      body, init, _chunks(chunk_size, inputs, const_inputs, mask))
-  length = mask.shape[1]
-  input_grads = tuple(_merge_chunks(g, length) for g in input_grads)
-  return total, (param_grads, input_grads)
-
-
-def _fused_weighted_sum_bwd(token_fn, chunk_size, residuals, cotangent):
-  del token_fn, chunk_size
-  param_grads, input_grads = residuals
-  scale = lambda g: (g * cotangent).astype(g.dtype)
-  return (jax.tree.map(scale, param_grads), None,
-          tuple(scale(g) for g in input_grads), None, None, None)
-
-
-_fused_weighted_sum.defvjp(_fused_weighted_sum_fwd, _fused_weighted_sum_bwd)
-
-
-def chunked_sum_and_count(token_fn: Callable[..., Array], params: Any,
-                          inputs: tuple[Array, ...], mask: Array, *,
-                          consts: Any = None,
-                          const_inputs: tuple[Array, ...] = (),
-                          chunk_size: int = 128,
-                          per_sequence: bool = False) -> tuple[Array, Array]:
-  """``masked_sum_and_count(token_fn(...), mask)`` chunk by chunk, fused backward.
-
-  The positions are cut into chunks of ``chunk_size`` (the tail is padded and
-  masked out) and scanned. Under differentiation the gradient of each chunk is
-  computed in the same scan step as its value (a ``jax.custom_vjp``: the loss is a
-  scalar, so its gradient is known up to the incoming cotangent), as in fused
-  linear-cross-entropy kernels: no [B, L, V] buffer is stored and nothing is
-  recomputed in the backward pass. Peak memory grows with B * chunk_size * V plus
-  one gradient buffer for ``params``.
-
-  Args:
-    token_fn: ``(params, consts, *chunk_inputs, *chunk_const_inputs) -> [B, C]``
-      per-position values; each chunk input is the [B, C, ...] slice of the
-      matching array. Must not close over traced values (pass them in).
-    params: pytree, differentiated (e.g. the student's LM head).
-    inputs: arrays [B, L, ...], differentiated (e.g. student hidden states).
-    mask: [B, L] bool, positions that count.
-    consts: pytree, not differentiated (e.g. the teacher's LM head).
-    const_inputs: arrays [B, L, ...], not differentiated (e.g. teacher hidden
-      states, integer targets).
-    chunk_size: positions per chunk.
-    per_sequence: pair semantics of ``masked_sum_and_count``.
-
-  Returns:
-    ``(sum, count)`` float32 scalars; gradients flow to ``params`` and ``inputs``
-    through ``sum`` only.
-  """
-  mask = mask.astype(bool)
-  chunk_size = max(1, min(chunk_size, mask.shape[1]))
-  seq_counts = jnp.sum(mask, axis=-1).astype(jnp.float32)
-  if per_sequence:
-    # Sum of per-sequence means = sum of values weighted by 1 / row count.
-    weights = jnp.where(seq_counts > 0, 1.0 / jnp.maximum(seq_counts, 1.0), 0.0)
-    count = jnp.sum((seq_counts > 0).astype(jnp.float32))
-  else:
-    weights = jnp.ones_like(seq_counts)
-    count = jnp.sum(seq_counts)
-  consts = jax.lax.stop_gradient(consts)
-  const_inputs = tuple(jax.lax.stop_gradient(x) for x in const_inputs)
-  total = _fused_weighted_sum(token_fn, chunk_size, params, consts,
-                              tuple(inputs), const_inputs, mask, weights)
-  return total, count
-
-
 def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
                        teacher_head: HeadFn, student_head: HeadFn, mask: Array,
                        *, teacher_params: Any, student_params: Any,
@@ -410,16 +332,18 @@ def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
     name: divergence name, see ``divergence``.
     teacher_hidden: [B, L, D_teacher] final (normed) hidden states.
     student_hidden: [B, L, D_student].
-    teacher_head: ``(teacher_params, hidden [B, C, D_t]) -> logits [B, C, V]``.
-    student_head: ``(student_params, hidden [B, C, D_s]) -> logits [B, C, V]``.
+    teacher_head: ``(teacher_params, hidden [B, C, D_t]) -> logits [B, C, V_t]``.
+    student_head: ``(student_params, hidden [B, C, D_s]) -> logits [B, C, V_s]``.
     mask: [B, L] bool, the distilled positions.
     teacher_params: pytree passed to ``teacher_head`` (gradient stopped).
     student_params: pytree passed to ``student_head`` (differentiated).
     chunk_size: positions per chunk.
     reduction: ``"token"`` or ``"sequence"``: which ``(sum, count)`` pair to
       return (the ``"sum"`` / ``"sequence_sum"`` spellings are accepted too).
-    **kwargs: ``temperature``, ``beta``, ``alpha``, ``top_k`` of
-      ``token_divergence`` (static Python values).
+    **kwargs: ``temperature``, ``beta``, ``alpha``, ``top_k``, ``vocab_size`` of
+      ``token_divergence`` (static Python values). With ``vocab_size`` each chunk's
+      logits are cut after the heads; to never form the wider logits at all, give
+      heads whose weights are already cut (as ``skd_jax.train.step`` does).
 
   Returns:
     ``(sum, count)`` float32 scalars.

@@ -4,12 +4,17 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
+from skd_jax import losses as losses_lib
+from skd_jax.models import transformer
 from skd_jax.train import loop
 from skd_jax.train import methods
+from skd_jax.train import step as step_lib
+from skd_jax.train import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,9 +50,20 @@ MIX = ml_collections.ConfigDict(dict(lmbda=0.5, gkd_per_sequence=True, gkd_seq_k
 def test_row_sources_fixed_methods():
   key = methods.source_key(jax.random.PRNGKey(0), 3)
   expect = {"sft": methods.GROUND_TRUTH, "supervised_kd": methods.GROUND_TRUTH,
-            "seq_kd": methods.TEACHER, "on_policy": methods.STUDENT, "skd": methods.SKD}
+            "seq_kd": methods.TEACHER, "seq_kd_divergence": methods.TEACHER,
+            "on_policy": methods.STUDENT, "skd": methods.SKD}
   for name, source in expect.items():
     assert (methods.row_sources(name, MIX, key, 4, 3, 10) == source).all()
+
+
+def test_seq_kd_is_mle_on_teacher_samples_and_its_divergence_variant_is_not():
+  # SeqKD (Kim & Rush 2016; the paper's and the official code's baseline):
+  # cross-entropy on teacher samples. The divergence on them has its own name.
+  seq_kd, variant = methods.METHODS["seq_kd"], methods.METHODS["seq_kd_divergence"]
+  assert (seq_kd.objective, seq_kd.sources) == ("sft", (methods.TEACHER,))
+  assert (variant.objective, variant.sources) == ("distill", (methods.TEACHER,))
+  assert methods.METHODS["sft"].objective == "sft"
+  assert {m.objective for m in methods.METHODS.values()} == {"sft", "distill"}
 
 
 def test_row_sources_coins_are_keyed_and_fair():
@@ -79,6 +95,80 @@ def test_gkd_per_batch_and_seq_kd():
   mix.lmbda = 0.0
   assert (methods.row_sources("gkd", mix, methods.source_key(run_key, 0), 8, 0, 9)
           == methods.TEACHER).all()
+
+
+def _base_config():
+  spec = importlib.util.spec_from_file_location("test_cfg_base",
+                                                os.path.join(ROOT, "configs", "base.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+# The official settings (docs/DRIVER.md, "Sampling settings"): the SKD code
+# (google-research speculative_kd, ddp_skd.py, kd_train.yaml) and TRL's GKD.
+# (temperature, top_p, sampling_top_k) of the model that samples.
+OFFICIAL = {
+    ("skd", methods.SKD): (0.2, 0.5, 50),            # teacher T / top-p, HF top-k 50
+    ("skd_mixed", methods.SKD): (0.2, 0.5, 50),
+    ("seq_kd", methods.TEACHER): (0.2, 0.5, 50),
+    ("seq_kd_divergence", methods.TEACHER): (0.2, 0.5, 50),
+    ("on_policy", methods.STUDENT): (0.5, 0.5, 50),  # student T / top-p, HF top-k 50
+    ("imitkd", methods.STUDENT): (1.0, 1.0, 50),     # "mixed": generate() defaults
+    ("two_stage", methods.STUDENT): (1.0, 1.0, 50),  # "mixed_train": the same
+    ("gkd", methods.STUDENT): (0.9, 1.0, 0),         # TRL GKDConfig / GKDTrainer
+}
+
+
+def _settings(scfg):
+  temperature = (scfg.student_temperature if scfg.method == "student"
+                 else scfg.teacher_temperature)
+  return temperature, scfg.top_p, scfg.sampling_top_k
+
+
+@pytest.mark.parametrize("method,source", sorted(OFFICIAL))
+def test_sampling_defaults_are_the_official_ones(method, source):
+  c = _base_config()
+  scfg = methods.sampler_config(source, c.sampler, max_new_tokens=8, stop_ids=(1,),
+                                method=method)
+  assert scfg.method == {methods.SKD: "skd", methods.TEACHER: "teacher",
+                         methods.STUDENT: "student"}[source]
+  assert _settings(scfg) == OFFICIAL[method, source]
+  if source == methods.SKD:  # Both models sample with the teacher's settings.
+    assert (scfg.student_temperature, scfg.top_k, scfg.gamma) == (0.2, 25, 5)
+
+
+@pytest.mark.parametrize("method", ["on_policy", "imitkd", "two_stage", "gkd"])
+def test_each_student_sampling_setting_is_its_own_knob(method):
+  c = _base_config()
+  c.sampler[f"{method}_temperature"] = 0.31
+  c.sampler[f"{method}_top_p"] = 0.77
+  c.sampler[f"{method}_sampling_top_k"] = 7
+  for name in OFFICIAL:
+    if name[1] != methods.STUDENT:
+      continue
+    scfg = methods.sampler_config(methods.STUDENT, c.sampler, max_new_tokens=8,
+                                  stop_ids=(), method=name[0])
+    want = (0.31, 0.77, 7) if name[0] == method else OFFICIAL[name]
+    assert _settings(scfg) == want, name
+  # Without a method (and for methods that never sample the student alone, e.g.
+  # --mode=sample of sft): the on-policy knobs.
+  for name in (None, "sft"):
+    scfg = methods.sampler_config(methods.STUDENT, c.sampler, max_new_tokens=8,
+                                  stop_ids=(), method=name)
+    assert _settings(scfg) == ((0.31, 0.77, 7) if method == "on_policy"
+                               else OFFICIAL["on_policy", methods.STUDENT])
+
+
+def test_bad_sampling_knob_of_the_method_is_a_config_error():
+  config = tiny_config(method="imitkd", **{"sampler.imitkd_top_p": 0.0})
+  with pytest.raises(validate.ConfigError, match=r"sampler.imitkd_top_p=0.0 must be in"):
+    validate.validate_config(config, len(jax.devices()))
+  validate.validate_config(tiny_config(method="skd", **{"sampler.imitkd_top_p": 0.0}),
+                           len(jax.devices()))  # Knobs of other methods are not read.
+  with pytest.raises(validate.ConfigError, match=r"sampler.temperature=-1.0 must be >= 0"):
+    validate.validate_config(tiny_config(method="seq_kd", **{"sampler.temperature": -1.0}),
+                             len(jax.devices()))
 
 
 def test_two_stage_switches_at_fraction():
@@ -134,6 +224,40 @@ def test_fixed_batch_loss_decreases(env, method):
     losses.append(loop._mean(metrics["loss"]))
   assert losses[-1] < losses[0], losses
   assert sum(b < a for a, b in zip(losses, losses[1:])) >= 15, losses
+
+
+def _set_method(env, method):
+  env.config.unlock()
+  env.config.method = method
+  env.config.lock()
+
+
+@pytest.mark.parametrize("method", ["seq_kd", "seq_kd_divergence"])
+def test_seq_kd_trains_on_teacher_rows_with_its_objective(env, method):
+  """The driver's step on a seq_kd batch is cross-entropy on the teacher's rows;
+  on a seq_kd_divergence batch it is the divergence to the teacher."""
+  _set_method(env, method)
+  dataset, _ = loop.train_dataset(env)
+  state = loop.create_state(env, 20)
+  batch, stats = loop.make_train_batch(env, state, next(iter(dataset)), 0, 20)
+  assert stats["sampled_fraction"] == 1.0  # Every row is a teacher sample ...
+  assert stats["replacement_rate"] == 1.0  # ... made of teacher tokens only.
+  assert batch["loss_mask"].any()
+  tokens = jnp.asarray(batch["tokens"])
+  positions = step_lib.loss_positions(jnp.asarray(batch["loss_mask"]))
+  per_sequence = env.loss_cfg.reduction == "sequence"
+  student = transformer.forward(state.params, tokens, env.student.config)[0]
+  teacher = transformer.forward(env.teacher.params, tokens, env.teacher.config)[0]
+  nll = losses_lib.token_cross_entropy(student, step_lib.next_tokens(tokens))
+  cross_entropy = losses_lib.safe_mean(*losses_lib.masked_sum_and_count(
+      nll, positions, per_sequence=per_sequence))
+  divergence = losses_lib.divergence(
+      env.loss_cfg.divergence, teacher, student, positions,
+      reduction=env.loss_cfg.reduction, temperature=env.loss_cfg.temperature)
+  assert abs(float(cross_entropy) - float(divergence)) > 1e-2
+  _, metrics = loop.apply_step(env, state, batch)  # Donates state.
+  want = cross_entropy if method == "seq_kd" else divergence
+  np.testing.assert_allclose(loop._mean(metrics["loss"]), float(want), rtol=1e-4)
 
 
 def _completions(workdir) -> list:

@@ -3,6 +3,7 @@ import dataclasses
 import functools
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -131,6 +132,69 @@ def test_distill_loss_and_grads_equal_naive_full_vocab_loss():
   _assert_trees_close(grads, want_grads)
   # The unshifted window gives a different loss: the test sees the shift.
   assert abs(float(naive(student, mask)[0]) - float(want)) > 1e-4
+
+
+# Vocabularies that differ by padding rows only (Qwen2-7B has 152,064 rows and
+# Qwen2-0.5B 151,936, one tokenizer): the loss compares the first SHARED ids.
+SHARED = VOCAB
+
+
+def _dot_widths(jaxpr) -> set[int]:
+  """Last-axis sizes of every dot_general output, nested jaxprs included."""
+  widths = set()
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      widths.update(v.aval.shape[-1] for v in eqn.outvars)
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+          widths |= _dot_widths(sub.jaxpr)
+        elif isinstance(sub, jax.extend.core.Jaxpr):
+          widths |= _dot_widths(sub)
+  return widths
+
+
+@pytest.mark.parametrize("student_vocab,teacher_vocab", [(136, 128), (128, 136)])
+def test_shared_vocab_compares_the_first_ids(student_vocab, teacher_vocab):
+  # Student tiny Gemma (tied embedding), teacher tiny Qwen2 (untied lm_head).
+  student_cfg = STUDENT.replace(vocab_size=student_vocab)
+  teacher_cfg = TEACHER.replace(vocab_size=teacher_vocab)
+  student = transformer.init_params(student_cfg, jax.random.PRNGKey(0))
+  teacher = transformer.init_params(teacher_cfg, jax.random.PRNGKey(1), std=0.3)
+  batch = _ragged_batch(8)  # Token ids < SHARED.
+  loss_cfg = step_lib.loss_config(dict(divergence="jsd", beta=0.3, chunk_size=5),
+                                  shared_vocab_size=SHARED)
+  positions = step_lib.loss_positions(batch["loss_mask"])
+
+  @jax.jit
+  @jax.value_and_grad
+  def by_hand(params):  # Logits sliced by hand.
+    return losses.divergence(
+        "jsd", _full_logits(teacher, batch["tokens"], teacher_cfg)[..., :SHARED],
+        _full_logits(params, batch["tokens"], student_cfg)[..., :SHARED], positions,
+        beta=0.3)
+
+  want, want_grads = by_hand(student)
+  distill = functools.partial(step_lib.distill_grads, student_cfg=student_cfg,
+                              teacher_cfg=teacher_cfg, loss_cfg=loss_cfg)
+  grads, loss_sum, count = jax.jit(distill)(student, teacher, batch)
+  np.testing.assert_allclose(loss_sum / count, want, rtol=1e-5)
+  _assert_trees_close(grads, want_grads)
+  if student_vocab > SHARED:  # The student's padding rows get no gradient.
+    assert np.all(np.asarray(grads["embed"])[SHARED:] == 0)
+    assert np.any(np.asarray(grads["embed"])[:SHARED] != 0)
+  # Neither head ever forms logits wider than the shared vocabulary.
+  widths = _dot_widths(jax.make_jaxpr(distill)(student, teacher, batch).jaxpr)
+  assert SHARED in widths and max(student_vocab, teacher_vocab) not in widths
+  state, metrics = step_lib.train_step(_sgd_state(student), teacher, batch,
+                                       student_cfg=student_cfg, teacher_cfg=teacher_cfg,
+                                       loss_cfg=loss_cfg)
+  np.testing.assert_allclose(_mean(metrics["loss"]), want, rtol=1e-5)
+  # Without a shared size the vocabularies must match; the error says how to fix it.
+  with pytest.raises(ValueError, match=rf"teacher vocabulary {teacher_vocab} != student "
+                     rf"vocabulary {student_vocab}.*shared_vocab_size={SHARED}"):
+    step_lib.distill_grads(student, teacher, batch, student_cfg=student_cfg,
+                           teacher_cfg=teacher_cfg, loss_cfg=LOSS)
 
 
 def test_microbatches_equal_one_big_batch():

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from skd_jax import losses
 from skd_jax.data import pipeline
 from skd_jax.data import templates
 from skd_jax.evaluation import metrics as metrics_lib
@@ -95,7 +96,8 @@ def write_results(out_dir: str, rows: Sequence[dict], scores: dict) -> None:
 
 
 def top1_agreement(teacher_logits_fn: LogitsFn, student_logits_fn: LogitsFn,
-                   batch: pipeline.Batch, pad_id: int = 0) -> tuple[float, int]:
+                   batch: pipeline.Batch, pad_id: int = 0, *,
+                   vocab_size: int | None = None) -> tuple[float, int]:
   """Fraction of reference-completion tokens where teacher and student argmax agree.
 
   Both models are teacher-forced on prompt + reference completion. The logit
@@ -107,9 +109,16 @@ def top1_agreement(teacher_logits_fn: LogitsFn, student_logits_fn: LogitsFn,
     teacher_logits_fn, student_logits_fn: int32 tokens [B, L] -> logits [B, L, V].
     batch: a `pipeline.Batch` (its prompt_ids and target_ids are used).
     pad_id: id used for right padding (masked out either way).
+    vocab_size: compare the argmax over the first `vocab_size` ids of both models
+      (vocabularies that differ by padding rows, e.g. Qwen2-7B vs 0.5B: the
+      driver's `sampler.shared_vocab_size`). None: the logit widths must match.
 
   Returns:
     (agreement in [0, 1], number of scored tokens). (nan, 0) when empty.
+
+  Raises:
+    ValueError: logits that do not fit the tokens, or widths that differ
+      without `vocab_size`.
   """
   tokens, completion_mask = pipeline.concat_prompt_and_target(batch, pad_id)
   # predicts[b, t] is True when logits[b, t] predict a completion token.
@@ -120,7 +129,9 @@ def top1_agreement(teacher_logits_fn: LogitsFn, student_logits_fn: LogitsFn,
   if teacher.shape[:2] != tokens.shape or student.shape[:2] != tokens.shape:
     raise ValueError(f"Logits shapes {teacher.shape} / {student.shape} do not start "
                      f"with the token shape {tokens.shape}.")
-  agree = np.argmax(teacher, axis=-1) == np.argmax(student, axis=-1)
+  vocab = losses.shared_vocab(teacher.shape[-1], student.shape[-1], vocab_size)
+  agree = (np.argmax(teacher[..., :vocab], axis=-1)
+           == np.argmax(student[..., :vocab], axis=-1))
   count = int(predicts.sum())
   if count == 0:
     return float("nan"), 0

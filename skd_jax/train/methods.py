@@ -3,9 +3,15 @@
 A method decides, for every row of a training batch, where its completion comes
 from: the dataset's reference (ground truth), the student alone ("student"),
 the teacher alone ("teacher") or the interleaved SKD sampler ("skd"); and which
-objective trains on it (cross-entropy for SFT, the divergence to the teacher
-otherwise). Rows from different sources share one batch layout
-(`assemble_batch`): prompt then completion, right-padded to a common length.
+objective trains on it: cross-entropy ("sft": SFT on references, SeqKD on
+teacher samples) or the divergence to the teacher ("distill"). Rows from
+different sources share one batch layout (`assemble_batch`): prompt then
+completion, right-padded to a common length.
+
+Sampling settings: SKD and teacher rows use `sampler.temperature`, `top_p`,
+`sampling_top_k` for both models; student-only rows use the method's own knobs
+`sampler.<Method.student_sampling>_{temperature,top_p,sampling_top_k}`, each
+defaulting to the official code's value (docs/DRIVER.md, "Sampling settings").
 
 Every coin flip comes from `jax.random` with a key derived from the run key and
 the step (`source_key`), identical on every host; never from Python's `random`.
@@ -38,25 +44,34 @@ class Method:
     objective: "sft" (cross-entropy on the completion) or "distill" (D(teacher || student)).
     sources: the row sources it may use (documentation and tests).
     doc: one line for the methods table.
+    student_sampling: prefix of its student-only sampling knobs in `config.sampler`
+      ("" = it never samples the student alone).
   """
   name: str
   objective: str
   sources: tuple[int, ...]
   doc: str
+  student_sampling: str = ""
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sft", "sft", (GROUND_TRUTH,), "cross-entropy on the reference"),
     Method("supervised_kd", "distill", (GROUND_TRUTH,), "divergence on the reference"),
-    Method("seq_kd", "distill", (TEACHER,), "teacher samples (SKD with K = 0)"),
-    Method("on_policy", "distill", (STUDENT,), "student samples (SKD with K = vocab)"),
+    Method("seq_kd", "sft", (TEACHER,),
+           "cross-entropy on teacher samples (SeqKD, Kim & Rush 2016; the paper's baseline)"),
+    Method("seq_kd_divergence", "distill", (TEACHER,),
+           "divergence on teacher samples (SKD with K = 0)"),
+    Method("on_policy", "distill", (STUDENT,), "student samples (SKD with K = vocab)",
+           "on_policy"),
     Method("gkd", "distill", (STUDENT, GROUND_TRUTH, TEACHER),
            "with prob. lmbda student samples, else reference (or teacher samples if "
-           "mix.gkd_seq_kd); per batch or per sequence"),
+           "mix.gkd_seq_kd); per batch or per sequence", "gkd"),
     Method("imitkd", "distill", (STUDENT, GROUND_TRUTH),
-           "per sequence: student sample with prob. mix.imitkd_fraction, else reference"),
+           "per sequence: student sample with prob. mix.imitkd_fraction, else reference",
+           "imitkd"),
     Method("two_stage", "distill", (GROUND_TRUTH, STUDENT),
-           "supervised KD for mix.two_stage_fraction of the steps, then on-policy KD"),
+           "supervised KD for mix.two_stage_fraction of the steps, then on-policy KD",
+           "two_stage"),
     Method("skd", "distill", (SKD,), "interleaved SKD samples (K = sampler.top_k)"),
     Method("skd_mixed", "distill", (SKD, GROUND_TRUTH),
            "per sequence: SKD sample with prob. mix.skd_fraction, else reference"),
@@ -102,14 +117,8 @@ def row_sources(method: str, mix: Any, key: jax.Array, batch_size: int, step: in
     int32 [B] of GROUND_TRUTH / STUDENT / TEACHER / SKD.
   """
   full = lambda source: np.full((batch_size,), source, np.int32)
-  if method in ("sft", "supervised_kd"):
-    return full(GROUND_TRUTH)
-  if method == "seq_kd":
-    return full(TEACHER)
-  if method == "on_policy":
-    return full(STUDENT)
-  if method == "skd":
-    return full(SKD)
+  if method in METHODS and len(METHODS[method].sources) == 1:  # The table decides.
+    return full(METHODS[method].sources[0])
   if method == "two_stage":
     return full(GROUND_TRUTH if step < two_stage_switch(mix, total_steps) else STUDENT)
   if method == "gkd":
@@ -128,12 +137,14 @@ def row_sources(method: str, mix: Any, key: jax.Array, batch_size: int, step: in
 
 
 def sampler_config(source: int, sampler: Any, *, max_new_tokens: int,
-                   stop_ids: Sequence[int]) -> SamplerConfig:
+                   stop_ids: Sequence[int], method: str | None = None) -> SamplerConfig:
   """The SamplerConfig of a sampled source, from the config's `sampler` block.
 
   SKD and teacher sampling use the SKD settings for both models (official code:
-  T 0.2, top-p 0.5, top-k 50); student sampling the on-policy ones (T 0.5,
-  top-p 0.5).
+  T 0.2, top-p 0.5, top-k 50). Student sampling uses `method`'s own knobs
+  `sampler.<prefix>_temperature / _top_p / _sampling_top_k` (prefix
+  `METHODS[method].student_sampling`); the on-policy ones when `method` is None
+  or never samples the student alone (e.g. `--mode=sample` of "sft").
   """
   common = dict(max_new_tokens=int(max_new_tokens), stop_ids=tuple(int(s) for s in stop_ids),
                 prompt_buckets=tuple(sampler.prompt_buckets) or None,
@@ -141,11 +152,13 @@ def sampler_config(source: int, sampler: Any, *, max_new_tokens: int,
                 shared_vocab_size=int(sampler.shared_vocab_size) or None,
                 acceptance=sampler.acceptance)
   if source == STUDENT:
-    return SamplerConfig(method="student", student_temperature=sampler.on_policy_temperature,
-                         top_p=sampler.on_policy_top_p,
-                         sampling_top_k=int(sampler.on_policy_sampling_top_k), **common)
-  method = {SKD: "skd", TEACHER: "teacher"}[source]
-  return SamplerConfig(method=method, top_k=int(sampler.top_k), gamma=int(sampler.gamma),
+    prefix = (METHODS[method].student_sampling if method in METHODS else "") or "on_policy"
+    return SamplerConfig(method="student",
+                         student_temperature=float(sampler[f"{prefix}_temperature"]),
+                         top_p=float(sampler[f"{prefix}_top_p"]),
+                         sampling_top_k=int(sampler[f"{prefix}_sampling_top_k"]), **common)
+  kind = {SKD: "skd", TEACHER: "teacher"}[source]
+  return SamplerConfig(method=kind, top_k=int(sampler.top_k), gamma=int(sampler.gamma),
                        student_temperature=sampler.temperature,
                        teacher_temperature=sampler.temperature, top_p=sampler.top_p,
                        sampling_top_k=int(sampler.sampling_top_k), **common)

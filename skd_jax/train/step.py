@@ -47,6 +47,11 @@ class LossConfig:
       (32 x 262,144-vocab x 2 rows is 64 MiB each).
     num_microbatches: gradient accumulation steps; must divide the batch size.
     remat: rematerialise each student layer in the backward pass.
+    shared_vocab_size: compare the two models on their first N vocabulary ids
+      (both LM heads are cut to N rows, so wider logits are never formed): for
+      vocabularies that differ only by padding rows (Qwen2-7B 152,064 vs
+      Qwen2-0.5B 151,936). None: the vocabularies must match (a ValueError names
+      both sizes otherwise). The driver passes ``sampler.shared_vocab_size``.
   """
   divergence: str = "fkl"
   temperature: float = 1.0
@@ -57,6 +62,7 @@ class LossConfig:
   chunk_size: int = 32
   num_microbatches: int = 1
   remat: bool = False
+  shared_vocab_size: int | None = None
 
   def __post_init__(self):
     if self.divergence not in losses.DIVERGENCES:
@@ -64,10 +70,18 @@ class LossConfig:
     if self.reduction not in ("token", "sequence"):
       raise ValueError(f"reduction must be 'token' or 'sequence', "
                        f"got {self.reduction!r}")
+    if self.shared_vocab_size is not None and self.shared_vocab_size < 1:
+      raise ValueError(f"shared_vocab_size must be >= 1 or None, "
+                       f"got {self.shared_vocab_size}")
 
 
 def loss_config(config: Any = None, **overrides) -> LossConfig:
-  """A LossConfig from a dataclass, ml_collections ConfigDict or mapping."""
+  """A LossConfig from a dataclass, ml_collections ConfigDict or mapping.
+
+  ``overrides`` replace fields, e.g. the driver's
+  ``loss_config(config.loss, shared_vocab_size=config.sampler.shared_vocab_size)``
+  (0 or None = no shared size).
+  """
   if config is None:
     values = {}
   elif isinstance(config, LossConfig):
@@ -77,6 +91,8 @@ def loss_config(config: Any = None, **overrides) -> LossConfig:
   else:
     values = dict(config)
   values.update(overrides)
+  if "shared_vocab_size" in values:
+    values["shared_vocab_size"] = int(values["shared_vocab_size"] or 0) or None
   return LossConfig(**values)
 
 
@@ -108,13 +124,24 @@ def _head(cfg: ModelConfig):
   return lambda params, hidden: transformer.lm_head(params, hidden, cfg)
 
 
-def _head_params(params):
-  """The LM-head weights only (tied embedding or untied head).
+def _head_params(params, cfg: ModelConfig, vocab_size: int | None = None):
+  """The weights ``transformer.lm_head`` uses, cut to the first ``vocab_size`` ids.
 
   The chunked loss differentiates what it is given: passing the head alone keeps
-  its scan from carrying gradient buffers for every other parameter.
+  its scan from carrying gradient buffers for every other parameter. Cutting the
+  weights (not the logits) means wider logits are never formed; the gradient of
+  the rows cut off is exactly 0.
   """
-  return {k: params[k] for k in ("embed", "lm_head") if k in params}
+  if "embed_t" in params:  # [D, V] decode layout.
+    name, axis = "embed_t", 1
+  elif cfg.tie_embeddings:  # [V, D]
+    name, axis = "embed", 0
+  else:  # [D, V]
+    name, axis = "lm_head", 1
+  weight = params[name]
+  if vocab_size is not None and vocab_size < weight.shape[axis]:
+    weight = jax.lax.slice_in_dim(weight, 0, vocab_size, axis=axis)
+  return {name: weight}
 
 
 def _hidden(params, tokens: Array, cfg: ModelConfig, remat: bool = False):
@@ -129,8 +156,14 @@ def distill_sum_and_count(student_params, teacher_params, batch: Batch, *,
   """(sum, count) of D(teacher || student) over the batch's loss positions.
 
   The teacher runs under ``stop_gradient``; the student's LM head and the
-  divergence run chunk by chunk (``losses.chunked_divergence``).
+  divergence run chunk by chunk (``losses.chunked_divergence``), over the first
+  ``loss_cfg.shared_vocab_size`` ids of both models when set.
+
+  Raises:
+    ValueError: the vocabularies differ and ``loss_cfg.shared_vocab_size`` is None.
   """
+  vocab = losses.shared_vocab(teacher_cfg.vocab_size, student_cfg.vocab_size,
+                              loss_cfg.shared_vocab_size)
   tokens = batch["tokens"]
   teacher_params = jax.lax.stop_gradient(teacher_params)
   teacher_hidden = jax.lax.stop_gradient(_hidden(teacher_params, tokens,
@@ -139,11 +172,11 @@ def distill_sum_and_count(student_params, teacher_params, batch: Batch, *,
   return losses.chunked_divergence(
       loss_cfg.divergence, teacher_hidden, student_hidden, _head(teacher_cfg),
       _head(student_cfg), loss_positions(batch["loss_mask"]),
-      teacher_params=_head_params(teacher_params),
-      student_params=_head_params(student_params),
+      teacher_params=_head_params(teacher_params, teacher_cfg, vocab),
+      student_params=_head_params(student_params, student_cfg, vocab),
       chunk_size=loss_cfg.chunk_size, reduction=loss_cfg.reduction,
       temperature=loss_cfg.temperature, beta=loss_cfg.beta,
-      alpha=loss_cfg.alpha, top_k=loss_cfg.top_k)
+      alpha=loss_cfg.alpha, top_k=loss_cfg.top_k, vocab_size=vocab)
 
 
 def sft_sum_and_count(student_params, batch: Batch, *,
@@ -153,7 +186,7 @@ def sft_sum_and_count(student_params, batch: Batch, *,
   tokens = batch["tokens"]
   hidden = _hidden(student_params, tokens, student_cfg, loss_cfg.remat)
   return losses.chunked_cross_entropy(
-      hidden, _head(student_cfg), _head_params(student_params),
+      hidden, _head(student_cfg), _head_params(student_params, student_cfg),
       next_tokens(tokens),
       loss_positions(batch["loss_mask"]), chunk_size=loss_cfg.chunk_size,
       reduction=loss_cfg.reduction)

@@ -53,6 +53,21 @@ def validate_config(config: Any, num_devices: int) -> None:
   if config.method not in methods.METHODS:
     raise ConfigError(f"unknown method {config.method!r}; use one of "
                       f"{sorted(methods.METHODS)}.")
+  # The sampling knobs the method uses: SKD / teacher ones, then its student-only
+  # ones (docs/DRIVER.md, "Sampling settings").
+  prefixes = [""]
+  if methods.METHODS[config.method].student_sampling:
+    prefixes.append(methods.METHODS[config.method].student_sampling + "_")
+  for prefix in prefixes:
+    temperature = float(config.sampler.get(f"{prefix}temperature", 0.0))
+    top_p = float(config.sampler.get(f"{prefix}top_p", 1.0))
+    top_k = int(config.sampler.get(f"{prefix}sampling_top_k", 0))
+    if temperature < 0:
+      raise ConfigError(f"sampler.{prefix}temperature={temperature} must be >= 0 (0 = greedy).")
+    if not 0.0 < top_p <= 1.0:
+      raise ConfigError(f"sampler.{prefix}top_p={top_p} must be in (0, 1].")
+    if top_k < 0:
+      raise ConfigError(f"sampler.{prefix}sampling_top_k={top_k} must be >= 0 (0 = off).")
   if config.loss.divergence not in losses.DIVERGENCES:
     raise ConfigError(f"unknown divergence loss.divergence={config.loss.divergence!r}; "
                       f"use one of {list(losses.DIVERGENCES)}.")
