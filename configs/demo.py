@@ -36,6 +36,12 @@ def get_config(arg: str = ""):
   c.task.max_new_tokens = 24
   c.sampler.prompt_buckets = (64,)
   c.sampler.gamma = 4
+  # Student sampling of the docs/RESULTS.md runs (before the per-method official
+  # defaults of configs/base.py): T 0.5, top-p 0.5, no top-k for on-policy and ImitKD.
+  for prefix in ("on_policy", "imitkd", "two_stage"):
+    c.sampler[f"{prefix}_temperature"] = 0.5
+    c.sampler[f"{prefix}_top_p"] = 0.5
+    c.sampler[f"{prefix}_sampling_top_k"] = 0
   c.batch_size = 32
   c.num_epochs = 100                 # (max_steps decides; epochs only bound it.)
   c.max_steps = 250                  # Student updates per method (10 epochs of 800).

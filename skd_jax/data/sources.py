@@ -95,7 +95,7 @@ def resolve_raw_file(source: str, raw: RawFile, raw_dir: str | None = None) -> s
   source = raw.folder or source
   folder = os.path.join(raw_dir or default_raw_dir(), source)
   local = os.path.join(folder, raw.name)
-  # The hub layout is accepted too: `huggingface-cli download <repo>
+  # The hub layout is accepted too: `hf download <repo>
   # --repo-type dataset --local-dir <folder>` puts files at <folder>/<hub_path>.
   for candidate in (raw.name, raw.hub_path):
     if candidate and os.path.exists(os.path.join(folder, candidate)):

@@ -276,7 +276,7 @@ def load_model(path: str, dtype: str = "float32", *, param_dtype: str | None = N
   if not os.path.exists(path):
     raise CheckpointError(f"{path}: no such file or directory. Give a local HF directory or a "
                           "`.gguf` file (download hub checkpoints first, e.g. with "
-                          "`huggingface-cli download <repo> --local-dir <dir>`).")
+                          "`hf download <repo> --local-dir <dir>`).")
   if os.path.isfile(path):
     if not path.endswith(".gguf"):
       raise CheckpointError(f"{path}: a file that is not `.gguf`; pass the checkpoint's directory instead.")

@@ -72,7 +72,7 @@ def resolve_path(path: str, role: str) -> str:
   expanded = os.path.expanduser(path)
   if os.path.exists(expanded):
     return expanded
-  how = (f"download it elsewhere with `huggingface-cli download {path} --local-dir DIR` and "
+  how = (f"download it elsewhere with `hf download {path} --local-dir DIR` and "
          f"pass --config.{role}.path=DIR")
   if _offline():
     raise ConfigError(f"{role}.path={path!r} is neither a local path nor a preset, and the hub "
@@ -239,7 +239,8 @@ def setup(config, workdir: str | None = None) -> Env:
     raise ConfigError(f"eval.metric={metric!r} is not a metric of task {task.name!r} "
                       f"({list(task.metrics)}).")
   try:
-    loss_cfg = step_lib.loss_config(config.loss)
+    loss_cfg = step_lib.loss_config(
+        config.loss, shared_vocab_size=int(config.sampler.shared_vocab_size) or None)
   except (TypeError, ValueError) as e:
     raise ConfigError(f"loss: {e}") from None
   mesh = make_mesh(config)
@@ -351,7 +352,7 @@ def rollout_sampler_config(env: Env, source: int) -> SamplerConfig:
   """The SamplerConfig of a training rollout of `source` (methods.STUDENT, ...)."""
   scfg = methods.sampler_config(source, env.config.sampler,
                                 max_new_tokens=int(env.config.task.max_new_tokens),
-                                stop_ids=env.stop_ids)
+                                stop_ids=env.stop_ids, method=env.config.method)
   return _with_run_settings(env, scfg)
 
 
@@ -502,7 +503,8 @@ def agreement(env: Env, params, split: str) -> float:
   agree, count = 0.0, 0
   for batch in dataset:
     value, tokens = task_eval.top1_agreement(logits_fn(env.teacher), logits_fn(student),
-                                             batch, pad_id=env.pad_id)
+                                             batch, pad_id=env.pad_id,
+                                             vocab_size=env.loss_cfg.shared_vocab_size)
     if tokens:
       agree, count = agree + value * tokens, count + tokens
   return agree / count if count else float("nan")
