@@ -27,6 +27,7 @@ from skd_jax.train import loop
 # Table order and labels (the paper's Table 1 names).
 LABELS = {
     "sft": "supervised FT", "supervised_kd": "supervised KD", "seq_kd": "SeqKD",
+    "seq_kd_divergence": "SeqKD (divergence)",
     "on_policy": "on-policy KD", "gkd": "GKD", "imitkd": "ImitKD", "two_stage": "two-stage",
     "skd": "SKD", "skd_mixed": "SKD (mixed)",
 }
