@@ -80,6 +80,7 @@ def driver_config(method: str = "imitkd"):
   c.mesh = ",".join(f"{k}:{v}" for k, v in MESH.items())
   c.eval.every_steps = 0
   c.eval.limit = 8
+  c.eval.final_limit = 8                  # The final score is of the whole split by default.
   c.eval.batch_size = 8
   c.eval.final_split = "test"
   c.checkpoint.every_steps = STEPS
