@@ -29,16 +29,25 @@ class Model:
     Each kept layer keeps its attention type (sliding / full, hence its RoPE
     base), so e.g. every third layer of Gemma 3 is a consistent smaller Gemma 3.
     """
-    indices = [int(i) for i in indices]
-    n = self.config.num_layers
-    if not indices or any(not 0 <= i < n for i in indices) or len(set(indices)) != len(indices):
-      raise ValueError(f"keep_layers={indices}: give distinct layer indices in [0, {n}).")
-    config = self.config.replace(
-        num_layers=len(indices), layer_types=tuple(self.config.layer_types[i] for i in indices),
-        name=f"{self.config.name}-{len(indices)}of{n}l")
-    take = np.asarray(indices)
+    take = np.asarray([int(i) for i in indices])
     layers = jax.tree.map(lambda x: x[take], self.params["layers"])
-    return Model(config=config, params={**self.params, "layers": layers})
+    return Model(config=pruned_config(self.config, indices),
+                 params={**self.params, "layers": layers})
+
+
+def pruned_config(config: ModelConfig, indices) -> ModelConfig:
+  """The config of `Model.keep_layers(indices)` (each layer keeps its attention type).
+
+  Raises:
+    ValueError: indices empty, repeated or outside [0, num_layers).
+  """
+  indices = [int(i) for i in indices]
+  n = config.num_layers
+  if not indices or any(not 0 <= i < n for i in indices) or len(set(indices)) != len(indices):
+    raise ValueError(f"keep_layers={indices}: give distinct layer indices in [0, {n}).")
+  return config.replace(num_layers=len(indices),
+                        layer_types=tuple(config.layer_types[i] for i in indices),
+                        name=f"{config.name}-{len(indices)}of{n}l")
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))

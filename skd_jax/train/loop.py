@@ -36,7 +36,7 @@ from skd_jax.data import pipeline
 from skd_jax.evaluation import task_eval
 from skd_jax.models import config as model_config
 from skd_jax.models import hf
-from skd_jax.models.model import Model, logits as model_logits
+from skd_jax.models.model import Model, logits as model_logits, pruned_config
 from skd_jax.sampling import api as sampling_api
 from skd_jax.sampling import sampler
 from skd_jax.sampling.config import SamplerConfig
@@ -130,9 +130,11 @@ def model_config_of(spec, tokenizer, role: str) -> tuple[model_config.ModelConfi
                                           param_dtype=spec.param_dtype or None)
       except (ValueError, KeyError, NotImplementedError) as e:
         raise ConfigError(f"{role}.path={path!r}: unsupported config.json ({e}).") from None
-    keep = _kept_layers(spec)
-    if keep and all(0 <= i < cfg.num_layers for i in keep):  # Else _pruned says why.
-      cfg = cfg.replace(num_layers=len(keep), layer_types=tuple(cfg.layer_types[i] for i in keep))
+    if _kept_layers(spec):
+      try:
+        cfg = pruned_config(cfg, _kept_layers(spec))
+      except ValueError as e:
+        raise ConfigError(f"{role}.{e}") from None
     return cfg, path
   return None, path  # A .gguf file: known once loaded.
 
