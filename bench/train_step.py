@@ -1,6 +1,7 @@
 """Benchmark of the distillation training step: throughput, FLOP/s, loss memory.
 
     python bench/train_step.py --json /tmp/bench_train_step.json
+    python bench/train_step.py --quick --json /tmp/q.json   # tiny pair only (seconds)
 
 Measures, in one process:
   * the matmul peak of this machine: a large jnp.dot in float32, and in bfloat16
@@ -12,16 +13,16 @@ Measures, in one process:
     one teacher forward (rematerialisation is not counted);
   * XLA's temp-buffer size of the whole jitted step with the chunked loss versus a
     naive loss that builds the [B, L, V] logits of both models (compile only).
-Timings are medians over `--repeats` calls after one warm-up call.
+Timings are medians over `--repeats` calls after one warm-up call
+(`benchutil.measure`), each with the load average it ran under.
 """
 import argparse
 import functools
 import json
 import os
-import platform
 import resource
-import statistics
-import time
+
+import benchutil  # bench/benchutil.py (the script's folder is on sys.path)
 
 import jax
 import jax.numpy as jnp
@@ -34,22 +35,12 @@ from skd_jax.train import step as step_lib
 from skd_jax.train.state import TrainState
 
 
-def _median_seconds(fn, repeats):
-  jax.block_until_ready(fn())  # Warm-up (compilation).
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def matmul_peak(n, dtype, repeats):
   """FLOP/s of an n x n x n jnp.dot with float32 accumulation."""
   a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
   b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32).astype(dtype)
   dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-  return 2 * n**3 / _median_seconds(lambda: dot(a, b), repeats)
+  return 2 * n**3 / benchutil.measure(lambda: dot(a, b), repeats=repeats).median_s
 
 
 def pruned(cfg, num_layers):
@@ -117,17 +108,16 @@ def bench_step(teacher_name, student_layers, dtype, batch_size, length,
     holder[0], metrics = step_lib.train_step(holder[0], teacher, batch, **kw)
     return metrics
 
-  start = time.perf_counter()
-  jax.block_until_ready(run())
-  first_call = time.perf_counter() - start
-  seconds = _median_seconds(run, repeats)
+  timing = benchutil.measure(run, repeats=repeats)   # the warm-up call compiles
+  first_call, seconds = timing.warmup_s[0], timing.median_s
   tokens = batch_size * length
   flops = 2 * tokens * (3 * student_cfg.num_params() + teacher_cfg.num_params())
   return dict(pair=f"{teacher_cfg.name} -> {student_cfg.name}", dtype=dtype,
               batch=batch_size, length=length,
               teacher_params=teacher_cfg.num_params(),
               student_params=student_cfg.num_params(),
-              first_call_s=first_call, step_s=seconds,
+              first_call_s=first_call, step_s=seconds, step_s_all=list(timing.all_s),
+              loadavg_before=timing.loadavg_before, loadavg_after=timing.loadavg_after,
               tokens_per_s=tokens / seconds, flops_per_s=flops / seconds)
 
 
@@ -162,14 +152,14 @@ def main():
                       default=[256, 1024])
   parser.add_argument("--student_layers", type=int, default=6)
   parser.add_argument("--skip_270m", action="store_true")
+  parser.add_argument("--quick", action="store_true",
+                      help="tiny pair only, 256^3 matmul, 1 repeat (checks the script runs)")
   parser.add_argument("--json", default="bench_train_step.json")
   args = parser.parse_args()
 
-  info = dict(backend=jax.default_backend(),
-              devices=[str(d) for d in jax.devices()],
-              machine=platform.processor() or platform.machine(),
-              cpu_count=os.cpu_count(), jax=jax.__version__, args=vars(args),
-              load_average_at_start=os.getloadavg())
+  if args.quick:
+    args.skip_270m, args.matmul_size, args.repeats = True, 256, 1
+  info = dict(benchutil.machine(), args=vars(args))
   peak = {
       "float32": matmul_peak(args.matmul_size, jnp.float32, args.repeats),
       "bfloat16": matmul_peak(args.matmul_size, jnp.bfloat16, args.repeats),
@@ -182,7 +172,7 @@ def main():
                  loss_memory_bytes=[])
 
   def save():
-    info["load_average_now"] = os.getloadavg()
+    info["loadavg_1min_now"] = benchutil.loadavg()
     results["peak_rss_mib"] = (
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10)
     with open(args.json, "w") as f:
@@ -220,8 +210,8 @@ def main():
             f" {m['naive'] / 2**20:8.0f}"
             f" {m['logits_bytes_one_model'] / 2**20:9.0f}", flush=True)
   save()
-  print(f"load average at start / end: {info['load_average_at_start'][0]:.1f} /"
-        f" {info['load_average_now'][0]:.1f} ({os.cpu_count()} CPUs; other "
+  print(f"load average at start / end: {info['loadavg_1min_at_start']:.1f} /"
+        f" {info['loadavg_1min_now']:.1f} ({os.cpu_count()} CPUs; other "
         f"processes share them)")
   print(f"process peak RSS: {results['peak_rss_mib']:.0f} MiB")
   print(f"wrote {args.json}")
