@@ -12,6 +12,8 @@ Model paths (`student.path`, `teacher.path`) accept:
 """
 import ml_collections
 
+from skd_jax.train import methods
+
 
 def _model(path: str, dtype: str = "float32", rules: str = "student") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
@@ -78,14 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
       shared_vocab_size=0,            # Qwen2-7B vs 0.5B: sample over the shared ids.
   ))
 
-  c.mix = ml_collections.ConfigDict(dict(
-      lmbda=0.5,                      # gkd: probability of student samples.
-      gkd_per_sequence=False,         # gkd: one coin per sequence (else per batch, as TRL).
-      gkd_seq_kd=False,               # gkd: non-student rows from the teacher (TRL seq_kd).
-      imitkd_fraction=0.5,            # imitkd: probability of a student sample per sequence.
-      skd_fraction=0.5,               # skd_mixed: probability of an SKD sample per sequence.
-      two_stage_fraction=0.5,         # two_stage: fraction of steps of supervised KD first.
-  ))
+  # Each method's mixing knobs (gkd: lmbda, gkd_per_sequence, gkd_seq_kd; imitkd:
+  # imitkd_fraction; skd_mixed: skd_fraction; two_stage: two_stage_fraction), with
+  # their defaults and one-line docs, live in its entry of skd_jax/train/methods.py.
+  c.mix = ml_collections.ConfigDict(methods.mix_defaults())
 
   c.loss = ml_collections.ConfigDict(dict(
       divergence="fkl",               # fkl | rkl | jsd | tvd | skl.
@@ -127,6 +125,8 @@ def get_config() -> ml_collections.ConfigDict:
       metric="",                      # Best-checkpoint metric; "" = the task's first.
       num_samples=8,                  # Completions written to samples/step_N.jsonl.
       agreement_batches=1,            # Validation batches for teacher-student top-1 agreement.
+      # Evaluators run at each evaluation, in order (skd_jax.train.evaluators.EVALUATORS).
+      evaluators="task_metrics,top1_agreement,samples",
   ))
 
   c.checkpoint = ml_collections.ConfigDict(dict(

@@ -1,7 +1,7 @@
 """Method comparison: fine-tune a teacher, then distil one student per method.
 
 The README's main job (`configs/demo.py`) and the small-scale reproduction
-(`bench/reproduce.py`, docs/RESULTS.md) are this experiment:
+(`scripts/reproduce.py`, docs/RESULTS.md) are this experiment:
 
 1. teacher: SFT of the larger model on the task (or `compare.teacher_path`);
 2. the untrained student is evaluated once (the "weak start");
@@ -23,14 +23,11 @@ from typing import Any
 import ml_collections
 
 from skd_jax.train import loop
+from skd_jax.train import run_setup
+from skd_jax.train import methods as methods_lib
 
-# Table order and labels (the paper's Table 1 names).
-LABELS = {
-    "sft": "supervised FT", "supervised_kd": "supervised KD", "seq_kd": "SeqKD",
-    "seq_kd_divergence": "SeqKD (divergence)",
-    "on_policy": "on-policy KD", "gkd": "GKD", "imitkd": "ImitKD", "two_stage": "two-stage",
-    "skd": "SKD", "skd_mixed": "SKD (mixed)",
-}
+# Labels of the table and plots (the paper's Table 1 names), from the registry.
+LABELS = {name: method.label for name, method in methods_lib.METHODS.items()}
 
 
 def _run_config(config, method: str) -> ml_collections.ConfigDict:
@@ -106,7 +103,8 @@ def plot_comparison(workdir: str, names: list[str], metric: str) -> str:
       ax_metric.plot(steps, values, marker="o", label=LABELS.get(name, name))
     steps, values = plot_lib._series([r for r in rows if r.get("kind") == "train"],
                                      "replacement_rate")
-    if steps and name in ("skd", "skd_mixed"):
+    method = methods_lib.METHODS.get(name)
+    if steps and method is not None and methods_lib.SKD in method.sources:
       ax_rate.plot(steps, values, label=LABELS.get(name, name))
   ax_metric.set(xlabel="step", ylabel=f"validation {metric}", title="student quality")
   ax_rate.set(xlabel="step", ylabel="fraction of tokens from the teacher",
@@ -126,7 +124,7 @@ def plot_comparison(workdir: str, names: list[str], metric: str) -> str:
 def run_comparison(config, workdir: str | None = None) -> dict[str, Any]:
   """Runs the comparison of `config.compare`; returns {label: test metrics}."""
   cmp = config.compare
-  workdir = workdir or loop.default_workdir(config)
+  workdir = workdir or run_setup.default_workdir(config)
   os.makedirs(workdir, exist_ok=True)
   teacher_path = cmp.teacher_path
   rows: list[tuple[str, dict]] = []

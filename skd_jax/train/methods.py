@@ -15,11 +15,17 @@ defaulting to the official code's value (docs/DRIVER.md, "Sampling settings").
 
 Every coin flip comes from `jax.random` with a key derived from the run key and
 the step (`source_key`), identical on every host; never from Python's `random`.
+
+A method is a registry entry that carries its behaviour (`Method`): its
+objective, its row-source function (`rows`, e.g. a per-sequence coin between
+two sources) and the `config.mix` knobs it reads with their defaults (`Knob`;
+configs/base.py builds `config.mix` from them and validation checks them). A
+new method is one `register(Method(...))` here (docs/EXTENDING.md).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -35,49 +41,6 @@ SOURCE_STREAM = 0
 SAMPLE_STREAM = 1  # + source code
 
 
-@dataclasses.dataclass(frozen=True)
-class Method:
-  """A training method.
-
-  Attributes:
-    name: config name.
-    objective: "sft" (cross-entropy on the completion) or "distill" (D(teacher || student)).
-    sources: the row sources it may use (documentation and tests).
-    doc: one line for the methods table.
-    student_sampling: prefix of its student-only sampling knobs in `config.sampler`
-      ("" = it never samples the student alone).
-  """
-  name: str
-  objective: str
-  sources: tuple[int, ...]
-  doc: str
-  student_sampling: str = ""
-
-
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("sft", "sft", (GROUND_TRUTH,), "cross-entropy on the reference"),
-    Method("supervised_kd", "distill", (GROUND_TRUTH,), "divergence on the reference"),
-    Method("seq_kd", "sft", (TEACHER,),
-           "cross-entropy on teacher samples (SeqKD, Kim & Rush 2016; the paper's baseline)"),
-    Method("seq_kd_divergence", "distill", (TEACHER,),
-           "divergence on teacher samples (SKD with K = 0)"),
-    Method("on_policy", "distill", (STUDENT,), "student samples (SKD with K = vocab)",
-           "on_policy"),
-    Method("gkd", "distill", (STUDENT, GROUND_TRUTH, TEACHER),
-           "with prob. lmbda student samples, else reference (or teacher samples if "
-           "mix.gkd_seq_kd); per batch or per sequence", "gkd"),
-    Method("imitkd", "distill", (STUDENT, GROUND_TRUTH),
-           "per sequence: student sample with prob. mix.imitkd_fraction, else reference",
-           "imitkd"),
-    Method("two_stage", "distill", (GROUND_TRUTH, STUDENT),
-           "supervised KD for mix.two_stage_fraction of the steps, then on-policy KD",
-           "two_stage"),
-    Method("skd", "distill", (SKD,), "interleaved SKD samples (K = sampler.top_k)"),
-    Method("skd_mixed", "distill", (SKD, GROUND_TRUTH),
-           "per sequence: SKD sample with prob. mix.skd_fraction, else reference"),
-)}
-
-
 def source_key(run_key: jax.Array, step: int) -> jax.Array:
   """The key of step `step`'s coin flips (same on every host)."""
   return jax.random.fold_in(jax.random.fold_in(run_key, step), SOURCE_STREAM)
@@ -88,16 +51,180 @@ def sample_key(run_key: jax.Array, step: int, source: int) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(run_key, step), SAMPLE_STREAM + source)
 
 
-def _coins(key: jax.Array, p: float, batch_size: int, per_sequence: bool = True) -> np.ndarray:
+def coins(key: jax.Array, p: float, batch_size: int, per_sequence: bool = True) -> np.ndarray:
   """[B] bool, True with probability p: one coin per row, or one for the batch."""
   shape = (batch_size,) if per_sequence else ()
-  coins = np.asarray(jax.random.bernoulli(key, p, shape))
-  return np.broadcast_to(coins, (batch_size,)).copy()
+  flips = np.asarray(jax.random.bernoulli(key, p, shape))
+  return np.broadcast_to(flips, (batch_size,)).copy()
+
+
+def either(key: jax.Array, p: float, batch_size: int, yes: int, no: int,
+           per_sequence: bool = True) -> np.ndarray:
+  """int32 [B]: source `yes` with probability p, else `no` (coins as `coins`)."""
+  return np.where(coins(key, p, batch_size, per_sequence), yes, no).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------
+# The registry: a method is an entry carrying its behaviour.
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Knob:
+  """One `config.mix` setting a method reads (configs/base.py builds `mix` from these).
+
+  Attributes:
+    name: key in `config.mix`.
+    default: its default value.
+    doc: one line for the config tree.
+    probability: validated in [0, 1] (False for flags).
+  """
+  name: str
+  default: float | bool
+  doc: str
+  probability: bool = True
+
+
+# rows(mix, key, batch_size, step, total_steps) -> int32 [B] of row sources.
+RowsFn = Callable[[Any, jax.Array, int, int, int], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A training method: where each row comes from and which objective trains on it.
+
+  Attributes:
+    name: config name (`config.method`).
+    objective: "sft" (cross-entropy on the completion) or "distill" (D(teacher || student)).
+    sources: the row sources it may use (the first sampled one is `--mode=sample`'s).
+    doc: one line for the methods table.
+    label: name in plots and comparison tables.
+    rows: `rows(mix, key, batch_size, step, total_steps)` -> int32 [B], the
+      row sources of one GLOBAL batch; None = every row from `sources[0]`.
+    student_sampling: prefix of its student-only sampling knobs in `config.sampler`
+      ("" = it never samples the student alone).
+    mix: the `config.mix` knobs it reads, with their defaults.
+  """
+  name: str
+  objective: str
+  sources: tuple[int, ...]
+  doc: str
+  label: str
+  rows: RowsFn | None = None
+  student_sampling: str = ""
+  mix: tuple[Knob, ...] = ()
+
+  def row_sources(self, mix: Any, key: jax.Array, batch_size: int, step: int,
+                  total_steps: int) -> np.ndarray:
+    """int32 [B] row sources of the GLOBAL batch of step `step` (see `rows`)."""
+    if self.rows is None:
+      return np.full((batch_size,), self.sources[0], np.int32)
+    return np.asarray(self.rows(mix, key, batch_size, step, total_steps), np.int32)
+
+
+METHODS: dict[str, Method] = {}
+OBJECTIVES = ("sft", "distill")
+
+
+def register(method: Method) -> Method:
+  """Adds `method` to METHODS (its name must be new); returns it."""
+  if method.name in METHODS:
+    raise ValueError(f"method {method.name!r} is already registered.")
+  if method.objective not in OBJECTIVES:
+    raise ValueError(f"method {method.name!r}: objective={method.objective!r}; use one of "
+                     f"{OBJECTIVES}.")
+  if method.rows is None and len(method.sources) != 1:
+    raise ValueError(f"method {method.name!r} has sources {method.sources} but no rows "
+                     "function to choose between them.")
+  METHODS[method.name] = method
+  return method
+
+
+def mix_defaults() -> dict[str, float | bool]:
+  """The `config.mix` block: every registered method's knobs and defaults."""
+  return {knob.name: knob.default for m in METHODS.values() for knob in m.mix}
+
+
+def mix_knobs() -> list[Knob]:
+  """Every registered `config.mix` knob (validation reads their `probability`)."""
+  return [knob for m in METHODS.values() for knob in m.mix]
 
 
 def two_stage_switch(mix: Any, total_steps: int) -> int:
   """First on-policy step of "two_stage"."""
   return int(round(float(mix.two_stage_fraction) * total_steps))
+
+
+def _two_stage_rows(mix, key, batch_size, step, total_steps):
+  del key
+  source = GROUND_TRUTH if step < two_stage_switch(mix, total_steps) else STUDENT
+  return np.full((batch_size,), source, np.int32)
+
+
+def _gkd_rows(mix, key, batch_size, step, total_steps):
+  # TRL GKD: with probability lmbda on-policy student outputs; otherwise the
+  # dataset's (or, with seq_kd, the teacher's) sequences.
+  del step, total_steps
+  other = TEACHER if mix.gkd_seq_kd else GROUND_TRUTH
+  return either(key, float(mix.lmbda), batch_size, STUDENT, other,
+                bool(mix.gkd_per_sequence))
+
+
+def _imitkd_rows(mix, key, batch_size, step, total_steps):
+  del step, total_steps
+  return either(key, float(mix.imitkd_fraction), batch_size, STUDENT, GROUND_TRUTH)
+
+
+def _skd_mixed_rows(mix, key, batch_size, step, total_steps):
+  del step, total_steps
+  return either(key, float(mix.skd_fraction), batch_size, SKD, GROUND_TRUTH)
+
+
+for _method in (
+    Method("sft", "sft", (GROUND_TRUTH,), "cross-entropy on the reference", "supervised FT"),
+    Method("supervised_kd", "distill", (GROUND_TRUTH,), "divergence on the reference",
+           "supervised KD"),
+    Method("seq_kd", "sft", (TEACHER,),
+           "cross-entropy on teacher samples (SeqKD, Kim & Rush 2016; the paper's baseline)",
+           "SeqKD"),
+    Method("seq_kd_divergence", "distill", (TEACHER,),
+           "divergence on teacher samples (SKD with K = 0)", "SeqKD (divergence)"),
+    Method("on_policy", "distill", (STUDENT,), "student samples (SKD with K = vocab)",
+           "on-policy KD", student_sampling="on_policy"),
+    Method("gkd", "distill", (STUDENT, GROUND_TRUTH, TEACHER),
+           "with prob. lmbda student samples, else reference (or teacher samples if "
+           "mix.gkd_seq_kd); per batch or per sequence", "GKD", _gkd_rows, "gkd",
+           (Knob("lmbda", 0.5, "gkd: probability of student samples."),
+            Knob("gkd_per_sequence", False,
+                 "gkd: one coin per sequence (else per batch, as TRL).", False),
+            Knob("gkd_seq_kd", False,
+                 "gkd: non-student rows from the teacher (TRL seq_kd).", False))),
+    Method("imitkd", "distill", (STUDENT, GROUND_TRUTH),
+           "per sequence: student sample with prob. mix.imitkd_fraction, else reference",
+           "ImitKD", _imitkd_rows, "imitkd",
+           (Knob("imitkd_fraction", 0.5,
+                 "imitkd: probability of a student sample per sequence."),)),
+    Method("two_stage", "distill", (GROUND_TRUTH, STUDENT),
+           "supervised KD for mix.two_stage_fraction of the steps, then on-policy KD",
+           "two-stage", _two_stage_rows, "two_stage",
+           (Knob("two_stage_fraction", 0.5,
+                 "two_stage: fraction of steps of supervised KD first."),)),
+    Method("skd", "distill", (SKD,), "interleaved SKD samples (K = sampler.top_k)", "SKD"),
+    Method("skd_mixed", "distill", (SKD, GROUND_TRUTH),
+           "per sequence: SKD sample with prob. mix.skd_fraction, else reference",
+           "SKD (mixed)", _skd_mixed_rows,
+           mix=(Knob("skd_fraction", 0.5,
+                     "skd_mixed: probability of an SKD sample per sequence."),)),
+):
+  register(_method)
+del _method
+
+
+def get_method(name: str) -> Method:
+  """The registered method `name` (ValueError naming the known ones)."""
+  if name not in METHODS:
+    raise ValueError(f"unknown method {name!r}; use one of {sorted(METHODS)}.")
+  return METHODS[name]
 
 
 def row_sources(method: str, mix: Any, key: jax.Array, batch_size: int, step: int,
@@ -106,8 +233,7 @@ def row_sources(method: str, mix: Any, key: jax.Array, batch_size: int, step: in
 
   Args:
     method: a name in METHODS.
-    mix: the config's `mix` block (lmbda, gkd_per_sequence, gkd_seq_kd,
-      imitkd_fraction, skd_fraction, two_stage_fraction).
+    mix: the config's `mix` block (see `mix_defaults`).
     key: `source_key(run_key, step)`.
     batch_size: global batch size B.
     step: optimizer step (0-based) this batch trains.
@@ -116,24 +242,7 @@ def row_sources(method: str, mix: Any, key: jax.Array, batch_size: int, step: in
   Returns:
     int32 [B] of GROUND_TRUTH / STUDENT / TEACHER / SKD.
   """
-  full = lambda source: np.full((batch_size,), source, np.int32)
-  if method in METHODS and len(METHODS[method].sources) == 1:  # The table decides.
-    return full(METHODS[method].sources[0])
-  if method == "two_stage":
-    return full(GROUND_TRUTH if step < two_stage_switch(mix, total_steps) else STUDENT)
-  if method == "gkd":
-    # TRL GKD: with probability lmbda on-policy student outputs; otherwise the
-    # dataset's (or, with seq_kd, the teacher's) sequences.
-    on_policy = _coins(key, float(mix.lmbda), batch_size, bool(mix.gkd_per_sequence))
-    other = TEACHER if mix.gkd_seq_kd else GROUND_TRUTH
-    return np.where(on_policy, STUDENT, other).astype(np.int32)
-  if method == "imitkd":
-    sampled = _coins(key, float(mix.imitkd_fraction), batch_size)
-    return np.where(sampled, STUDENT, GROUND_TRUTH).astype(np.int32)
-  if method == "skd_mixed":
-    sampled = _coins(key, float(mix.skd_fraction), batch_size)
-    return np.where(sampled, SKD, GROUND_TRUTH).astype(np.int32)
-  raise ValueError(f"unknown method {method!r}; use one of {sorted(METHODS)}.")
+  return get_method(method).row_sources(mix, key, batch_size, step, total_steps)
 
 
 def sampler_config(source: int, sampler: Any, *, max_new_tokens: int,

@@ -78,9 +78,9 @@ def validate_config(config: Any, num_devices: int) -> None:
     raise ConfigError(f"sampler.gamma={config.sampler.gamma}: draft at least one token per "
                       "round (gamma >= 1).")
   _check_unit_interval("loss.beta", config.loss.beta)
-  _check_unit_interval("mix.lmbda", config.mix.lmbda)
-  for name in ("imitkd_fraction", "skd_fraction", "two_stage_fraction"):
-    _check_unit_interval(f"mix.{name}", config.mix[name])
+  for knob in methods.mix_knobs():  # Every method's, as the config holds them all.
+    if knob.probability:
+      _check_unit_interval(f"mix.{knob.name}", config.mix[knob.name])
   if float(config.loss.temperature) <= 0:
     raise ConfigError(f"loss.temperature={config.loss.temperature} must be > 0.")
   if int(config.batch_size) < 1:
