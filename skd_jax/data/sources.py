@@ -9,7 +9,11 @@ A `Record` is a plain dict with string fields:
 
 A `Source` names its raw files and a `make_splits(read)` function that turns
 them into {"train", "validation", "test"} lists of Records (carving a seeded
-validation split when the dataset has none). Raw files are resolved in order:
+validation split when the dataset has none); `generated_source` wraps a
+function that makes the Records itself (no files). Each task's own source is
+in its file of `skd_jax/data/tasks/`; this module is the shared machinery.
+
+Raw files are resolved in order:
 
 1. `<raw_dir>/<source name>/<file name>` on local disk, where `raw_dir` is the
    `raw_dir=` argument, else `$SKD_RAW_DATA_DIR`, else `~/.cache/skd_jax/raw`;
@@ -80,7 +84,8 @@ def default_raw_dir() -> str:
 
 
 def _hub_offline() -> bool:
-  return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+  from skd_jax import hub  # pylint: disable=import-outside-toplevel
+  return hub.offline()
 
 
 def resolve_raw_file(source: str, raw: RawFile, raw_dir: str | None = None) -> str:
@@ -172,6 +177,9 @@ def fingerprint_source(source: Source, raw_dir: str | None = None) -> str:
   if missing:  # Name every missing file at once, not one per attempt.
     raise FileNotFoundError(f"{len(missing)} data file(s) missing:\n" + "\n".join(missing))
   digest = hashlib.sha256(source.name.encode())
+  if not source.files:  # A generated source: its records are its data.
+    splits = source.make_splits(make_reader(source, raw_dir))
+    digest.update(json.dumps(splits, sort_keys=True, ensure_ascii=False).encode())
   for key, path in paths.items():
     digest.update(key.encode())
     with open(path, "rb") as f:
@@ -197,7 +205,8 @@ def carve_validation(records: Sequence[Record], size: int,
   return rest, validation
 
 
-def _first(row: dict, *keys: str, default=None):
+def first_field(row: dict, *keys: str, default=None):
+  """`row[key]` of the first of `keys` present and not None (else `default`, else KeyError)."""
   for key in keys:
     if key in row and row[key] is not None:
       return row[key]
@@ -237,174 +246,19 @@ def _as_record(row: dict) -> Record:
           "answer": str(row.get("answer", ""))}
 
 
-# ----------------------------------------------------------------------------
-# Paper sources.
-# ----------------------------------------------------------------------------
+def generated_source(name: str, generate: Callable[[], dict[str, list[Record]]],
+                     description: str = "") -> Source:
+  """A source with no files: `generate()` returns {split: [Record]} (deterministic).
 
-
-def gsm8k_source(validation_size: int = 200, seed: int = 0) -> Source:
-  """GSM8K: train (7473) minus a seeded validation carve; test (1319).
-
-  Local files: `gsm8k/train.jsonl`, `gsm8k/test.jsonl` (the official
-  grade-school-math release; fields question, answer).
+  Its tfds cache is keyed by a hash of the generated records, so changing the
+  generator re-prepares it (see `fingerprint_source`).
   """
-  files = {
-      "train": RawFile("train.jsonl", "openai/gsm8k", "main/train-00000-of-00001.parquet"),
-      "test": RawFile("test.jsonl", "openai/gsm8k", "main/test-00000-of-00001.parquet"),
-  }
-
-  def to_record(i, row, split):
-    solution = row["answer"]
-    return {"id": f"gsm8k-{split}-{i}", "input": row["question"], "target": solution,
-            "answer": gsm8k_final_answer(solution)}
-
   def make_splits(read):
-    train = [to_record(i, r, "train") for i, r in enumerate(read("train"))]
-    train, validation = carve_validation(train, validation_size, seed)
-    test = [to_record(i, r, "test") for i, r in enumerate(read("test"))]
-    return {"train": train, "validation": validation, "test": test}
+    del read  # Nothing to read.
+    splits = generate()
+    unknown = set(splits) - set(SPLITS)
+    if unknown:
+      raise ValueError(f"Source {name!r} generated splits {sorted(unknown)}; use {SPLITS}.")
+    return {split: [dict(r) for r in splits.get(split, [])] for split in SPLITS}
 
-  return Source("gsm8k", files, make_splits, "GSM8K grade-school math")
-
-
-def dialogsum_source() -> Source:
-  """DialogSum: dialogue -> summary (train 12460 / validation 500 / test 1500).
-
-  Local files: `dialogsum/{train,validation,test}.csv` (columns id, dialogue,
-  summary) or `.jsonl` with fields dialogue and summary/summary1.
-  """
-  files = {s: RawFile(f"{s}.csv", "knkarthick/dialogsum", f"{s}.csv") for s in SPLITS}
-
-  def make_splits(read):
-    out = {}
-    for split in SPLITS:
-      out[split] = [{
-          "id": str(_first(row, "id", "fname", default=f"dialogsum-{split}-{i}")),
-          "input": row["dialogue"],
-          "target": _first(row, "summary", "summary1"),
-          "answer": _first(row, "summary", "summary1"),
-      } for i, row in enumerate(read(split))]
-    return out
-
-  return Source("dialogsum", files, make_splits, "DialogSum dialogue summarisation")
-
-
-def flores_source(src_code: str = "asm_Beng", tgt_code: str = "eng_Latn",
-                  validation_size: int = 100, seed: int = 0) -> Source:
-  """Flores-200 sentence pairs: train = devtest (1012); validation and test from dev.
-
-  Split (OUR choice; the paper only says "1K training pairs" and a
-  "Flores-based test", and the official code reads pre-split JSON files from a
-  Drive folder without saying how they were carved):
-
-    train       all 1012 devtest pairs (the paper's 1K = a seeded 1000-subset
-                through `Task.train_size`; 100 for the low-data setting)
-    validation  `validation_size` (100) pairs of dev, seeded by `seed`
-    test        the other 997 - validation_size (897) dev pairs, in order
-
-  Flores-200 has no training split, and neither dev (997) nor devtest (1012)
-  minus a validation carve holds 1000 pairs except devtest itself, so the
-  conventional "train on dev, test on devtest" cannot give 1K training pairs.
-  Dev and devtest are disjoint sentence sets, so train never overlaps
-  validation or test; validation and test are disjoint parts of dev. Our test
-  numbers are therefore on (most of) dev, not on the usual devtest.
-
-  Local files: `flores200/{code}.dev` and `flores200/{code}.devtest`, one
-  sentence per line, as in the official `flores200_dataset/{dev,devtest}/`
-  release (copy them flat into `<raw_dir>/flores200/`). Record ids name the
-  file and line: `flores-dev-{i}`, `flores-devtest-{i}`.
-  """
-  files = {}
-  for split in ("dev", "devtest"):
-    for code in (src_code, tgt_code):
-      files[f"{code}.{split}"] = RawFile(
-          f"{code}.{split}", "openlanguagedata/flores_plus", f"{split}/{code}.parquet")
-
-  def pairs(read, split):
-    src = [r["text"] for r in read(f"{src_code}.{split}")]
-    tgt = [r["text"] for r in read(f"{tgt_code}.{split}")]
-    if len(src) != len(tgt):
-      raise ValueError(f"Flores {split}: {src_code} has {len(src)} lines but "
-                       f"{tgt_code} has {len(tgt)}; the files are not aligned.")
-    return [{"id": f"flores-{split}-{i}", "input": s, "target": t, "answer": t}
-            for i, (s, t) in enumerate(zip(src, tgt))]
-
-  def make_splits(read):
-    test, validation = carve_validation(pairs(read, "dev"), validation_size, seed)
-    return {"train": pairs(read, "devtest"), "validation": validation, "test": test}
-
-  return Source("flores200", files, make_splits, f"Flores-200 {src_code}->{tgt_code}")
-
-
-def ultrainteract_math_source(validation_size: int = 200, seed: int = 0,
-                              test_source: Source | None = None) -> Source:
-  """UltraInteract Math_CoT (instruction -> CoT with \\boxed{}) for training.
-
-  Local file: `ultrainteract/ultrainteract_sft.jsonl` (fields task,
-  instruction, response; rows with task == "Math_CoT" are kept). The test split
-  comes from `test_source` (default MATH-500).
-  """
-  test_source = test_source or math_eval_source("math500")
-  files = {"train": RawFile("ultrainteract_sft.jsonl", "openbmb/UltraInteract_sft",
-                            "0000_sft.parquet", folder="ultrainteract")}
-  for key, raw in test_source.files.items():  # The test split's own files.
-    files[f"test/{key}"] = dataclasses.replace(raw, folder=raw.folder or test_source.name)
-
-  def make_splits(read):
-    rows = [r for r in read("train") if r.get("task", "Math_CoT") == "Math_CoT"]
-    # answer "" : the \boxed{} grader reads the answer from the full response
-    # (and the data layer stays below evaluation/).
-    train = [{"id": str(_first(r, "id", default=f"ultrainteract-{i}")),
-              "input": r["instruction"], "target": r["response"], "answer": ""}
-             for i, r in enumerate(rows)]
-    train, validation = carve_validation(train, validation_size, seed)
-    test = test_source.make_splits(lambda key: read(f"test/{key}"))["test"]
-    return {"train": train, "validation": validation, "test": test}
-
-  return Source(f"ultrainteract+{test_source.name}", files, make_splits,
-                "UltraInteract math CoT")
-
-
-_MATH_EVAL_SETS = {
-    # name: (raw file, hub repo, hub path, question fields, answer fields)
-    "math500": ("test.jsonl", "HuggingFaceH4/MATH-500", "test.jsonl",
-                ("problem",), ("answer",)),
-    "gsmplus": ("test.jsonl", "qintongli/GSM-Plus", "test.jsonl",
-                ("question",), ("answer",)),
-    "asdiv": ("test.jsonl", "EleutherAI/asdiv", "asdiv.jsonl",
-              ("question",), ("answer",)),
-    "svamp": ("test.json", "ChilleD/SVAMP", "test.json",
-              ("question_concat", "Question"), ("Answer", "answer")),
-}
-
-
-def math_eval_source(name: str, instruction: str = "") -> Source:
-  """A test-only math set (MATH-500, GSMplus, ASDiv, SVAMP); answers for \\boxed{}.
-
-  Local file: `<name>/test.jsonl` (SVAMP: `svamp/test.json`). ASDiv/SVAMP rows
-  with separate Body/Question fields are joined; ASDiv answers such as
-  "9 (apples)" keep the leading number. `instruction` is prepended to every
-  question (the UltraInteract "Solve ... \\boxed{}" preamble).
-  """
-  if name not in _MATH_EVAL_SETS:
-    raise ValueError(f"Unknown math eval set {name!r}; known: {sorted(_MATH_EVAL_SETS)}.")
-  file_name, repo, hub_path, q_keys, a_keys = _MATH_EVAL_SETS[name]
-  files = {"test": RawFile(file_name, repo, hub_path)}
-
-  def question(row):
-    body = row.get("Body") or row.get("body") or ""
-    q = _first(row, *q_keys, "question", "Question")
-    return f"{body.strip()} {q.strip()}".strip() if body and body not in q else q
-
-  def answer(row):
-    text = str(_first(row, *a_keys))
-    match = re.match(r"\s*(-?[\d,.]+)\s*\(", text)  # ASDiv "9 (apples)".
-    return match.group(1) if match else gsm8k_final_answer(text) or text.strip()
-
-  def make_splits(read):
-    test = [{"id": f"{name}-{i}", "input": instruction + question(r),
-             "target": str(_first(r, "solution", default=answer(r))),
-             "answer": answer(r)} for i, r in enumerate(read("test"))]
-    return {"train": [], "validation": [], "test": test}
-
-  return Source(name, files, make_splits, f"{name} (test only)")
+  return Source(name, {}, make_splits, description or f"generated {name}")
