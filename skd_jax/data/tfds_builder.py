@@ -86,12 +86,26 @@ class SkdTextRecords(tfds.core.GeneratorBasedBuilder):
     for index, record in enumerate(records):
       yield index, {field: str(record.get(field, "")) for field in RECORD_FIELDS}
 
+  # tfds prints "Downloading and preparing dataset ..." (offline: nothing is
+  # downloaded; local files are converted in seconds): logged at INFO instead.
+  def _log_download_bytes(self) -> None:
+    logging.getLogger(__name__).info("preparing %s in %s", self.name, self.data_dir)
+
+  def _log_download_done(self) -> None:
+    logging.getLogger(__name__).info("prepared %s in %s", self.name, self.data_dir)
+
 
 def prepare_source(source: sources_lib.Source, *, raw_dir: str | None = None,
                    data_dir: str | None = None) -> SkdTextRecords:
   """Prepares `source` (once; later calls reuse the files) and returns the builder."""
   builder = SkdTextRecords(source=source, raw_dir=raw_dir, data_dir=data_dir)
-  builder.download_and_prepare()
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+  shown = tqdm_utils._active  # pylint: disable=protected-access
+  tqdm_utils.display_progress_bar(False)   # Its bars would break the run's.
+  try:
+    builder.download_and_prepare()
+  finally:
+    tqdm_utils.display_progress_bar(shown)
   return builder
 
 
