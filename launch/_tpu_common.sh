@@ -64,7 +64,7 @@ load_settings() {
 
 print_help() {
   cat <<EOF
-Usage: ${SCRIPT_NAME} [--dry-run] [--spot] [-h|--help] COMMAND [ARGS]
+Usage: ${SCRIPT_NAME} [--dry-run|--plan] [--spot] [-h|--help] COMMAND [ARGS]
 
 $([[ "${MODE}" == pod ]] && echo "Multi-host TPU pod slice (one process per host, same command on every worker)." \
                          || echo "Single-host TPU VM (v4-8, v5litepod-8, v5p-8, v6e-8, ...).")
@@ -113,7 +113,8 @@ Settings (environment variables; current value in brackets):
   LOCAL_LOG_DIR     destination of 'fetch-logs'          [${LOCAL_LOG_DIR}]
   SSH_FLAGS         extra flags for tpu-vm ssh/scp, e.g. '--internal-ip' [${SSH_FLAGS}]
   FORCE             1: 'run' even if a job from this script is still alive [${FORCE}]
-  DRY_RUN           1: print every command instead of running it [${DRY_RUN}]
+  DRY_RUN           1: print every command instead of running it; json: print the
+                    plan as one JSON object (what would run, where, its logs) [${DRY_RUN}]
 
 Example:
   $([[ "${MODE}" == pod ]] \
@@ -129,9 +130,10 @@ validate_common() {
   [[ -n "${ZONE}" ]] || die "ZONE is not set (e.g. ZONE=us-central2-b)."
   [[ -n "${ACCELERATOR_TYPE}" ]] || die "ACCELERATOR_TYPE is not set (e.g. ACCELERATOR_TYPE=v4-8)."
   local flag
-  for flag in SPOT QUEUED FORCE DRY_RUN; do
+  for flag in SPOT QUEUED FORCE; do
     [[ "${!flag}" == 0 || "${!flag}" == 1 ]] || die "${flag} must be 0 or 1, got '${!flag}'."
   done
+  check_dry_run_setting
 }
 
 # Every single-host slice type ends in a number <= 8 (v4-8, v5litepod-8, v5p-8, v6e-8).
@@ -226,7 +228,7 @@ cmd_create() {
 
 cmd_wait() {
   [[ "${QUEUED}" == 1 ]] || die "'wait' needs QUEUED=1 (tpu-vm create already waits)."
-  if [[ "${DRY_RUN}" == 1 ]]; then
+  if dry_run; then
     gcloud_tpu queued-resources describe "${QR_ID}" "--format=value(state.state)"
     return
   fi
@@ -269,8 +271,12 @@ cmd_setup() {
     scp_all "${tarball}" "${TPU_NAME}:skd_jax.tar.gz"
     fetch="mkdir -p ${dir} && tar -xzf skd_jax.tar.gz -C ${dir}"
   fi
-  local pip_extras
+  local pip_extras extras_list=()
   pip_extras="$(quote_words "${PIP_EXTRAS}")"
+  read -r -a extras_list <<<"${PIP_EXTRAS}"
+  PLAN_SETUP="$(json_object source "$([[ -n "${REPO_URL}" ]] && echo "${REPO_URL}" || echo "local checkout")" \
+    ref "${REPO_REF}" dir "\$HOME/${REMOTE_DIR}" venv "\$HOME/${REMOTE_VENV}" \
+    pip_install "json:$(json_list -e . "${extras_list[@]}")")"
   # python3-venv is not always on the image; fall back to virtualenv from pip.
   ssh_all "set -e; cd \"\$HOME\"; ${fetch}; \
 if [ ! -x ${python} ]; then python3 -m venv ${venv} || { python3 -m pip install --user -q virtualenv && python3 -m virtualenv ${venv}; }; fi; \
@@ -284,6 +290,20 @@ cmd_check() {
   ssh_all "cd \"\$HOME\"/$(printf '%q' "${REMOTE_DIR}") && $(remote_python) -c 'import jax, socket; ${init}print(socket.gethostname(), \"process_index=%d\" % jax.process_index(), \"jax.process_count()=%d\" % jax.process_count(), \"local_devices=%d\" % jax.local_device_count(), \"devices=%d\" % jax.device_count())'"
 }
 
+# What the plan (DRY_RUN=json) says besides the gcloud commands: the TPU, and for
+# 'run' the job every worker starts (paths under the worker's $HOME).
+PLAN_JOB="null"
+PLAN_SETUP="null"
+
+tpu_resolved() {
+  json_object command "$1" mode "${MODE}" tpu_name "${TPU_NAME}" zone "${ZONE}" \
+    project "json:$(json_str_or_null "${PROJECT}")" \
+    accelerator_type "${ACCELERATOR_TYPE}" runtime_version "${RUNTIME_VERSION}" \
+    spot "json:$([[ "${SPOT}" == 1 ]] && echo true || echo false)" \
+    queued_resource "json:$(json_str_or_null "$([[ "${QUEUED}" == 1 ]] && echo "${QR_ID}")")" \
+    workers all processes "one per host" job "json:${PLAN_JOB}" setup "json:${PLAN_SETUP}"
+}
+
 cmd_run() {
   validate_run
   local args=(-m skd_jax.main "--config=${CONFIG}" "--workdir=${WORKDIR}")
@@ -294,7 +314,13 @@ cmd_run() {
     job+=" $(printf '%q' "${word}")"
   done
   local env_words=""
+  local run_env=()
   [[ -n "${RUN_ENV}" ]] && env_words="$(quote_words "${RUN_ENV}") "
+  read -r -a run_env <<<"${RUN_ENV}"
+  PLAN_JOB="$(json_object argv "json:$(json_list "\$HOME/${REMOTE_VENV}/bin/python" "${args[@]}" "${extra[@]}")" \
+    env "json:$(json_env PYTHONUNBUFFERED=1 "${run_env[@]}")" cwd "\$HOME/${REMOTE_DIR}" \
+    log "\$HOME/skd_logs/${LOG_NAME}.\$(hostname).log" pid_file "\$HOME/skd_logs/${LOG_NAME}.pid" \
+    guard "json:$([[ "${FORCE}" == 1 ]] && echo false || echo true)")"
   local log_dir log pid_file
   log_dir="$(remote_log_dir)"
   log="${log_dir}/$(printf '%q' "${LOG_NAME}").\$(hostname).log"
@@ -350,6 +376,7 @@ main() {
     case "$1" in
       -h | --help) load_settings; print_help; exit 0 ;;
       --dry-run) export DRY_RUN=1 ;;
+      --plan) export DRY_RUN=json ;;
       --spot) export SPOT=1 ;;
       --) shift; args+=("$@"); break ;;
       -*) if [[ -z "${command}" ]]; then die "unknown option '$1' (see --help)."; else args+=("$1"); fi ;;
@@ -381,4 +408,5 @@ main() {
     delete) cmd_delete ;;
     *) die "unknown command '${command}' (see --help)." ;;
   esac
+  plan_emit "$(tpu_resolved "${command}")"
 }

@@ -18,6 +18,7 @@
 #   PORT         coordinator port on 127.0.0.1 when PROCS > 1         (default: 8476)
 #   LOG_DIR, LOG_NAME  per-process logs when PROCS > 1                (default: logs, skd)
 #   DRY_RUN      1 (or --dry-run): print the commands, run nothing    (default: 0)
+#                json (or --plan): print the plan as one JSON object (launch/_common.sh)
 # Resume: run again with the same WORKDIR; skd_jax.main restores the latest checkpoint.
 set -euo pipefail
 
@@ -29,6 +30,7 @@ source "${REPO_DIR}/launch/_common.sh"
 for arg in "$@"; do
   case "${arg}" in
     --dry-run) DRY_RUN=1 ;;
+    --plan) DRY_RUN=json ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) die "unknown argument '${arg}' (settings are environment variables, see --help)." ;;
   esac
@@ -44,7 +46,7 @@ PORT="${PORT:-8476}"
 LOG_DIR="${LOG_DIR:-logs}"
 LOG_NAME="${LOG_NAME:-skd}"
 
-[[ "${DRY_RUN}" == 0 || "${DRY_RUN}" == 1 ]] || die "DRY_RUN must be 0 or 1, got '${DRY_RUN}'."
+check_dry_run_setting
 [[ -n "${CONFIG}" ]] || die "CONFIG is not set: the experiment config, e.g. CONFIG=configs/gemma_translate.py."
 [[ -n "${WORKDIR}" ]] || die "WORKDIR is not set: where checkpoints and metrics go, e.g. WORKDIR=/data/skd/run1."
 [[ "${PROCS}" =~ ^[1-9][0-9]*$ ]] || die "PROCS must be a positive integer, got '${PROCS}'."
@@ -53,9 +55,25 @@ LOG_NAME="${LOG_NAME:-skd}"
 read -r -a extra_flags <<<"${EXTRA_FLAGS}"
 job=("${PYTHON}" -m skd_jax.main "--config=${CONFIG}" "--workdir=${WORKDIR}" "${extra_flags[@]}")
 
+# What the script decided, for DRY_RUN=json (the commands are recorded as they run).
+resolved() {
+  local logs=() i coordinator="" devices="all visible"
+  if [[ "${PROCS}" != 1 ]]; then
+    coordinator="127.0.0.1:${PORT}"
+    devices="json:1"
+    for ((i = 0; i < PROCS; i++)); do
+      logs+=("${LOG_DIR}/${LOG_NAME}.${i}.log")
+    done
+  fi
+  json_object config "${CONFIG}" workdir "${WORKDIR}" processes "json:${PROCS}" \
+    coordinator "json:$(json_str_or_null "${coordinator}")" devices_per_process "${devices}" \
+    logs "json:$(json_list "${logs[@]}")"
+}
+
 run_cmd cd "${REPO_DIR}"
 if [[ "${PROCS}" == 1 ]]; then
   run_cmd env PYTHONUNBUFFERED=1 "${job[@]}"
+  plan_emit "$(resolved)"
   exit 0
 fi
 
@@ -72,15 +90,16 @@ for ((i = 0; i < PROCS; i++)); do
   cmd=(env PYTHONUNBUFFERED=1 "COORDINATOR_ADDRESS=127.0.0.1:${PORT}" "NUM_PROCESSES=${PROCS}"
     "PROCESS_ID=${i}" "CUDA_VISIBLE_DEVICES=${i}" "${job[@]}")
   log="${LOG_DIR}/${LOG_NAME}.${i}.log"
-  if [[ "${DRY_RUN}" == 1 ]]; then
-    printf '%s > %s 2>&1 &\n' "$(shell_line "${cmd[@]}")" "$(shell_word "${log}")"
-  else
-    "${cmd[@]}" >"${log}" 2>&1 &
-    pids+=("$!")
-    info "process ${i}: pid $! log ${log}"
+  run_bg "${log}" "${cmd[@]}"
+  if ! dry_run; then
+    pids+=("${BG_PID}")
+    info "process ${i}: pid ${BG_PID} log ${log}"
   fi
 done
-[[ "${DRY_RUN}" == 1 ]] && exit 0
+if dry_run; then
+  plan_emit "$(resolved)"
+  exit 0
+fi
 
 status=0
 for ((i = 0; i < PROCS; i++)); do

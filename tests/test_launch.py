@@ -1,10 +1,14 @@
-"""Launch scripts (launch/): syntax, shellcheck, and the commands they would run.
+"""Launch scripts (launch/): syntax, shellcheck, and what they would do.
 
-Nothing here touches a cloud or a cluster: the scripts run with DRY_RUN=1 (every
-command printed, one per line) with a `gcloud`/`srun` on PATH that fails the test if
-called, and once "for real" against a fake `gcloud` that executes the remote command
-locally, so the quoting of what runs on the workers is exercised too.
+Nothing here touches a cloud or a cluster. The scripts run with DRY_RUN=json, which
+prints their plan (the commands as argv lists with env, cwd and logs, and what they
+resolved: process and device counts, the job every TPU worker starts), with a
+`gcloud`/`srun` on PATH that fails the test if called. The remote commands are run on a
+fake worker (a temp $HOME) and must start the planned job; DRY_RUN=1's printed lines
+must be the planned commands; and the TPU and multi-process paths run once "for real"
+against a fake `gcloud` / fake python.
 """
+import json
 import os
 import pathlib
 import shlex
@@ -134,6 +138,55 @@ def test_strict_mode(script):
     assert os.access(script, os.X_OK) or script.suffix == ".sbatch"
 
 
+# ------------------------------------------------------------------- the plan (DRY_RUN=json)
+
+
+def _plan(script, *args, sandbox, **settings):
+  """The launcher's plan: what it would run, where, with which env (launch/_common.sh)."""
+  proc = _run(script, *args, env=sandbox["env"], extra_env={"DRY_RUN": "json", **settings})
+  plan = json.loads(proc.stdout)
+  assert plan["script"] == f"launch/{script.name}"
+  return plan
+
+
+def _split(argv):
+  """(words, {flag: value}) of an argv; a bare `--flag` maps to True."""
+  words, flags = [], {}
+  for word in argv:
+    if word.startswith("--"):
+      name, eq, value = word[2:].partition("=")
+      assert name not in flags, f"--{name} given twice in {argv}"
+      flags[name] = value if eq else True
+    else:
+      words.append(word)
+  return words, flags
+
+
+def _only(plan):
+  assert len(plan["commands"]) == 1, plan["commands"]
+  return plan["commands"][0]
+
+
+def _tokens(command: str) -> list[str]:
+  """Shell words of a remote command string (quotes removed, operators apart)."""
+  lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+  lexer.whitespace_split = True
+  return list(lexer)
+
+
+def _has_run(tokens, run):
+  n = len(run)
+  return any(tokens[i:i + n] == run for i in range(len(tokens) - n + 1))
+
+
+def _on_workers(plan):
+  """The remote command string of the plan's single `tpu-vm ssh --worker=all` call."""
+  words, flags = _split(_only(plan)["argv"])
+  assert words[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"], words
+  assert flags["worker"] == "all"
+  return flags["command"]
+
+
 # ------------------------------------------------------------------------ TPU dry runs
 
 
@@ -151,99 +204,195 @@ POD_SETTINGS = dict(TPU_SETTINGS, TPU_NAME="my-pod", ZONE="us-central2-b",
 
 
 def test_tpu_vm_create(sandbox):
-  lines = _dry(TPU_VM, "create", sandbox=sandbox, **TPU_SETTINGS)
-  line = _line(lines, "gcloud compute tpus tpu-vm create ")
-  assert line.startswith(
-      "gcloud compute tpus tpu-vm create my-tpu --zone=europe-west4-a "
-      "--accelerator-type=v5litepod-8")
-  assert "--version=v2-alpha-tpuv5-lite" in line  # Runtime from the accelerator family.
-  assert "--project=my-proj" in line
-  assert "--spot" not in line
-  spot = _line(_dry(TPU_VM, "--spot", "create", sandbox=sandbox, **TPU_SETTINGS),
-               "gcloud compute tpus tpu-vm create ")
-  assert spot.endswith(" --spot") or " --spot " in spot
-  pinned = _line(_dry(TPU_VM, "create", sandbox=sandbox,
-                      **dict(TPU_SETTINGS, RUNTIME_VERSION="v2-custom", SPOT="1")),
-                 "gcloud compute tpus tpu-vm create ")
-  assert "--version=v2-custom" in pinned and "--spot" in pinned
+  plan = _plan(TPU_VM, "create", sandbox=sandbox, **TPU_SETTINGS)
+  words, flags = _split(_only(plan)["argv"])
+  assert words == ["gcloud", "compute", "tpus", "tpu-vm", "create", "my-tpu"]
+  # The runtime comes from the accelerator family; no spot capacity unless asked.
+  assert flags == {"zone": "europe-west4-a", "accelerator-type": "v5litepod-8",
+                   "version": "v2-alpha-tpuv5-lite", "project": "my-proj"}
+  assert plan["resolved"]["runtime_version"] == "v2-alpha-tpuv5-lite"
+  assert plan["resolved"]["queued_resource"] is None and not plan["resolved"]["spot"]
+  spot = _plan(TPU_VM, "--spot", "create", sandbox=sandbox, **TPU_SETTINGS)
+  assert _split(_only(spot)["argv"])[1] == dict(flags, spot=True)
+  pinned = _plan(TPU_VM, "create", sandbox=sandbox,
+                 **dict(TPU_SETTINGS, RUNTIME_VERSION="v2-custom", SPOT="1"))
+  assert _split(_only(pinned)["argv"])[1] == dict(flags, version="v2-custom", spot=True)
 
 
 def test_tpu_pod_create_queued(sandbox):
-  lines = _dry(TPU_POD, "create", sandbox=sandbox, SPOT="1", **POD_SETTINGS)
-  line = _line(lines, "gcloud compute tpus queued-resources create ")
-  assert line.startswith(
-      "gcloud compute tpus queued-resources create my-pod-qr --zone=us-central2-b ")
-  for part in ("--node-id=my-pod", "--accelerator-type=v4-32",
-               "--runtime-version=tpu-ubuntu2204-base", "--spot", "--project=my-proj"):
-    assert part in line
-  direct = _dry(TPU_POD, "create", sandbox=sandbox, QUEUED="0", **POD_SETTINGS)
-  assert _line(direct, "gcloud compute tpus tpu-vm create ").startswith(
-      "gcloud compute tpus tpu-vm create my-pod --zone=us-central2-b --accelerator-type=v4-32")
+  plan = _plan(TPU_POD, "create", sandbox=sandbox, SPOT="1", **POD_SETTINGS)
+  words, flags = _split(_only(plan)["argv"])
+  assert words == ["gcloud", "compute", "tpus", "queued-resources", "create", "my-pod-qr"]
+  assert flags == {"zone": "us-central2-b", "node-id": "my-pod", "accelerator-type": "v4-32",
+                   "runtime-version": "tpu-ubuntu2204-base", "spot": True,
+                   "project": "my-proj"}
+  assert plan["resolved"]["queued_resource"] == "my-pod-qr"
+  direct = _plan(TPU_POD, "create", sandbox=sandbox, QUEUED="0", **POD_SETTINGS)
+  words, flags = _split(_only(direct)["argv"])
+  assert words == ["gcloud", "compute", "tpus", "tpu-vm", "create", "my-pod"]
+  assert flags["accelerator-type"] == "v4-32" and "spot" not in flags
+
+
+_ECHO_PYTHON = """#!/usr/bin/env bash
+exec {python} -c 'import json, os, sys; print("JOB " + json.dumps({{"argv": sys.argv[1:], \\
+"cwd": os.getcwd(), "env": {{k: os.environ.get(k) for k in ("PYTHONUNBUFFERED", "FOO")}}}}))' "$@"
+"""
+
+
+def _fake_worker(tmp):
+  """A worker $HOME whose venv python prints its argv, cwd and env as JSON."""
+  home = tmp / "worker_home"
+  (home / "skd_jax").mkdir(parents=True)
+  python = home / "skd_venv" / "bin" / "python"
+  python.parent.mkdir(parents=True)
+  python.write_text(_ECHO_PYTHON.format(python=sys.executable))
+  python.chmod(0o755)
+  return home
 
 
 @pytest.mark.parametrize("script,settings", [(TPU_VM, TPU_SETTINGS), (TPU_POD, POD_SETTINGS)],
                          ids=["vm", "pod"])
-def test_tpu_run(sandbox, script, settings):
-  lines = _dry(script, "run", sandbox=sandbox,
+def test_tpu_run_starts_the_planned_job_on_every_worker(sandbox, script, settings):
+  plan = _plan(script, "run", sandbox=sandbox, RUN_ENV="FOO=bar",
                EXTRA_FLAGS="--config.train.steps=10  --config.seed=3", **settings)
-  line = _line(lines, "gcloud compute tpus tpu-vm ssh ")
-  name = settings["TPU_NAME"]
-  assert line.startswith(f"gcloud compute tpus tpu-vm ssh {name} --zone={settings['ZONE']} ")
-  assert "--worker=all" in line.split()
-  command = _remote_command(line)
-  assert ("python -m skd_jax.main --config=configs/gemma_translate.py "
-          "--workdir=gs://my-bucket/skd/run1 --config.train.steps=10 --config.seed=3"
-         ) in command
-  assert "nohup" in command and "$(hostname).log" in command  # Background, per-worker log.
-  assert "2>&1 < /dev/null &" in command
+  job = plan["resolved"]["job"]
+  assert job["argv"] == ["$HOME/skd_venv/bin/python", "-m", "skd_jax.main",
+                         "--config=configs/gemma_translate.py",
+                         "--workdir=gs://my-bucket/skd/run1", "--config.train.steps=10",
+                         "--config.seed=3"]
+  assert job["env"] == {"PYTHONUNBUFFERED": "1", "FOO": "bar"}
+  assert job["cwd"] == "$HOME/skd_jax" and job["guard"] is True
+  assert job["log"] == "$HOME/skd_logs/skd.$(hostname).log"
+  command = _on_workers(plan)
+  assert _split(_only(plan)["argv"])[0][5] == settings["TPU_NAME"]
+
+  # What the worker does with that command: start the job above in the background,
+  # log to the planned file, leave its pid in the planned pid file.
+  home = _fake_worker(sandbox["tmp"])
+  out = subprocess.run(["bash", "-c", command], env=dict(sandbox["env"], HOME=str(home)),
+                       capture_output=True, text=True, timeout=20)
+  assert out.returncode == 0, out.stderr
+  log = pathlib.Path(job["log"].replace("$HOME", str(home)).replace(
+      "$(hostname)", socket.gethostname()))
+  deadline = time.time() + 10
+  while "JOB " not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+    time.sleep(0.05)
+  ran = json.loads(log.read_text().split("JOB ", 1)[1].splitlines()[0])
+  assert ran["argv"] == job["argv"][1:]
+  assert ran["cwd"] == job["cwd"].replace("$HOME", str(home))
+  assert ran["env"] == job["env"]
+  assert pathlib.Path(job["pid_file"].replace("$HOME", str(home))).read_text().strip().isdigit()
 
 
 def test_tpu_setup_copies_checkout(sandbox):
-  lines = _dry(TPU_POD, "setup", sandbox=sandbox, **POD_SETTINGS)
-  tar = _line(lines, "cd ")
-  assert "git ls-files" in tar and "tar" in tar
-  scp = _line(lines, "gcloud compute tpus tpu-vm scp ")
-  assert "--worker=all" in scp.split() and "my-pod:skd_jax.tar.gz" in scp
-  command = _remote_command(_line(lines, "gcloud compute tpus tpu-vm ssh "))
-  assert "pip install -e . jax\\[tpu\\]" in command
+  plan = _plan(TPU_POD, "setup", sandbox=sandbox, **POD_SETTINGS)
+  tar, scp, ssh = plan["commands"]
+  assert tar["argv"][:2] == ["bash", "-c"]
+  pack = _tokens(tar["argv"][2])
+  assert _has_run(pack, ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+  tarball = pack[pack.index("-czf") + 1]
+  assert tarball == str(sandbox["tmp"] / "my-pod-skd_jax.tar.gz")   # Under TMPDIR.
+  words, flags = _split(scp["argv"])
+  assert words == ["gcloud", "compute", "tpus", "tpu-vm", "scp", tarball, "my-pod:skd_jax.tar.gz"]
+  assert flags["worker"] == "all"
+  remote = _tokens(_split(ssh["argv"])[1]["command"])
+  assert _has_run(remote, ["tar", "-xzf", "skd_jax.tar.gz", "-C", "skd_jax"])
+  assert _has_run(remote, ["-m", "pip", "install", "-e", ".", "jax[tpu]"])
+  assert plan["resolved"]["setup"] == {
+      "source": "local checkout", "ref": "", "dir": "$HOME/skd_jax", "venv": "$HOME/skd_venv",
+      "pip_install": ["-e", ".", "jax[tpu]"]}
 
 
 def test_tpu_setup_git_clone(sandbox):
-  lines = _dry(TPU_VM, "setup", sandbox=sandbox, REPO_URL="https://example.com/skd_jax.git",
+  plan = _plan(TPU_VM, "setup", sandbox=sandbox, REPO_URL="https://example.com/skd_jax.git",
                REPO_REF="v1", PIP_EXTRAS="jax[tpu] tensorboard", **TPU_SETTINGS)
-  assert len(lines) == 1  # Nothing copied from here.
-  line = _line(lines, "gcloud compute tpus tpu-vm ssh ")
-  assert "--worker=all" in line.split()
-  command = _remote_command(line)
-  assert "git clone https://example.com/skd_jax.git skd_jax" in command
-  assert "git -C skd_jax checkout v1" in command
-  assert "pip install -e . jax\\[tpu\\] tensorboard" in command
+  remote = _tokens(_on_workers(plan))   # One command: nothing is copied from here.
+  assert _has_run(remote, ["git", "clone", "https://example.com/skd_jax.git", "skd_jax"])
+  assert _has_run(remote, ["git", "-C", "skd_jax", "checkout", "v1"])
+  assert _has_run(remote, ["-m", "pip", "install", "-e", ".", "jax[tpu]", "tensorboard"])
+  assert plan["resolved"]["setup"]["source"] == "https://example.com/skd_jax.git"
+  assert plan["resolved"]["setup"]["pip_install"] == ["-e", ".", "jax[tpu]", "tensorboard"]
 
 
 def test_tpu_logs_stop_delete(sandbox):
-  logs = _line(_dry(TPU_POD, "logs", sandbox=sandbox, LOG_LINES="20", **POD_SETTINGS),
-               "gcloud compute tpus tpu-vm ssh my-pod ")
-  assert "--worker=all" in logs.split() and "tail -n 20" in _remote_command(logs)
-  fetch = _dry(TPU_POD, "fetch-logs", sandbox=sandbox, LOCAL_LOG_DIR="out", **POD_SETTINGS)
-  scp = _line(fetch, "gcloud compute tpus tpu-vm scp ")
-  assert "--recurse" in scp and "my-pod:skd_logs" in scp and "--worker=all" in scp.split()
-  stop = _line(_dry(TPU_POD, "stop", sandbox=sandbox, **POD_SETTINGS),
-               "gcloud compute tpus tpu-vm ssh my-pod ")
-  assert "kill" in _remote_command(stop)
-  assert _dry(TPU_POD, "delete", sandbox=sandbox, **POD_SETTINGS) == [
-      "gcloud compute tpus queued-resources delete my-pod-qr --zone=us-central2-b --force "
+  logs = _tokens(_on_workers(_plan(TPU_POD, "logs", sandbox=sandbox, LOG_LINES="20",
+                                   **POD_SETTINGS)))
+  assert _has_run(logs, ["tail", "-n", "20"])
+  fetch = _plan(TPU_POD, "fetch-logs", sandbox=sandbox, LOCAL_LOG_DIR="out", **POD_SETTINGS)
+  mkdir, scp = fetch["commands"]
+  assert mkdir["argv"] == ["mkdir", "-p", "out"]
+  words, flags = _split(scp["argv"])
+  assert words[-2:] == ["my-pod:skd_logs", "out/"]
+  assert flags["recurse"] is True and flags["worker"] == "all"
+  stop = _tokens(_on_workers(_plan(TPU_POD, "stop", sandbox=sandbox, **POD_SETTINGS)))
+  assert "kill" in stop and _has_run(stop, ["rm", "-f", '"$HOME"/skd_logs/skd.pid'.replace(
+      '"', "")])
+  assert _only(_plan(TPU_POD, "delete", sandbox=sandbox, **POD_SETTINGS))["argv"] == [
+      "gcloud", "compute", "tpus", "queued-resources", "delete", "my-pod-qr",
+      "--zone=us-central2-b", "--force", "--project=my-proj"]
+  assert _only(_plan(TPU_VM, "delete", sandbox=sandbox, **TPU_SETTINGS))["argv"] == [
+      "gcloud", "compute", "tpus", "tpu-vm", "delete", "my-tpu", "--zone=europe-west4-a",
       "--project=my-proj"]
-  assert _dry(TPU_VM, "delete", sandbox=sandbox, **TPU_SETTINGS) == [
-      "gcloud compute tpus tpu-vm delete my-tpu --zone=europe-west4-a --project=my-proj"]
+
+
+def _python_code(tokens):
+  return tokens[tokens.index("-c") + 1]
 
 
 def test_tpu_check_and_exec(sandbox):
-  check = _remote_command(_dry(TPU_POD, "check", sandbox=sandbox, **POD_SETTINGS)[0])
-  assert "jax.distributed.initialize()" in check and "jax.process_count()" in check
-  vm_check = _remote_command(_dry(TPU_VM, "check", sandbox=sandbox, **TPU_SETTINGS)[0])
-  assert "jax.distributed.initialize()" not in vm_check
-  lines = _dry(TPU_POD, "exec", "ls -la /tmp", sandbox=sandbox, **POD_SETTINGS)
-  assert _remote_command(lines[0]) == "ls -la /tmp"
+  pod = _python_code(_tokens(_on_workers(_plan(TPU_POD, "check", sandbox=sandbox,
+                                               **POD_SETTINGS))))
+  assert "jax.distributed.initialize()" in pod and "jax.process_count()" in pod
+  compile(pod, "check", "exec")   # The code the workers run is valid Python.
+  vm = _python_code(_tokens(_on_workers(_plan(TPU_VM, "check", sandbox=sandbox, **TPU_SETTINGS))))
+  assert "jax.distributed.initialize()" not in vm
+  assert _on_workers(_plan(TPU_POD, "exec", "ls -la /tmp", sandbox=sandbox,
+                           **POD_SETTINGS)) == "ls -la /tmp"
+
+
+# The human dry run (DRY_RUN=1) prints exactly the planned commands, as pasteable shell.
+def _human(lines):
+  """(argv, env, stdout, background) of each printed line; `cd`/`export` set the state."""
+  env, out = {}, []
+  for line in lines:
+    words = shlex.split(line)
+    if words[0] == "cd":
+      continue
+    if words[0] == "export":
+      key, _, value = words[1].partition("=")
+      env[key] = value
+      continue
+    stdout, background = None, words[-1] == "&"
+    if background:
+      assert words[-4:-2] == [">", words[-3]] and words[-2] == "2>&1", words
+      stdout, words = words[-3], words[:-4]
+    own = dict(env)
+    if words[0] == "env":
+      words = words[1:]
+      while "=" in words[0] and not words[0].startswith("-"):
+        key, _, value = words.pop(0).partition("=")
+        own[key] = value
+    out.append((words, own, stdout, background))
+  return out
+
+
+@pytest.mark.parametrize("script,args,settings", [
+    (TPU_VM, ["create"], TPU_SETTINGS),
+    (TPU_POD, ["run"], dict(POD_SETTINGS, EXTRA_FLAGS="--config.seed=3 --x='a b'")),
+    (TPU_POD, ["setup"], POD_SETTINGS),
+    (TPU_POD, ["fetch-logs"], POD_SETTINGS),
+    (SLURM, [], {"CONFIG": "configs/a.py", "WORKDIR": "/w b"}),
+    (GPU_LOCAL, [], {"CONFIG": "configs/a.py", "WORKDIR": "/w", "PROCS": "2"}),
+], ids=["vm-create", "pod-run", "pod-setup", "pod-fetch-logs", "slurm", "gpu-local"])
+def test_printed_commands_are_the_plan(sandbox, script, args, settings):
+  printed = _run(script, *args, env=sandbox["env"], extra_env={"DRY_RUN": "1", **settings})
+  plan = _plan(script, *args, sandbox=sandbox, **settings)
+  lines = printed.stdout.strip().splitlines()
+  if script == TPU_POD and args == ["setup"]:
+    lines = lines[1:]   # The tar pipeline is printed as a snippet, planned as bash -c.
+    plan["commands"] = plan["commands"][1:]
+  assert _human(lines) == [(c["argv"], c["env"], c["stdout"], c["background"])
+                           for c in plan["commands"]]
 
 
 @pytest.mark.parametrize("script", [TPU_VM, TPU_POD], ids=["vm", "pod"])
@@ -361,32 +510,50 @@ def test_tpu_run_logs_stop_for_real(sandbox):
 # ------------------------------------------------------------------------------- SLURM
 
 
+def _srun(plan):
+  srun = [c for c in plan["commands"] if c["argv"][0] == "srun"]
+  assert len(srun) == 1 and plan["commands"][-1] == srun[0], plan["commands"]
+  _, flags = _split(srun[0]["argv"][:srun[0]["argv"].index("-m") - 1])
+  return srun[0], flags
+
+
 def test_slurm_dry_run_outside_allocation(sandbox):
-  lines = _dry(SLURM, sandbox=sandbox, NODES="4", CONFIG="configs/gemma_translate.py",
+  plan = _plan(SLURM, sandbox=sandbox, NODES="4", CONFIG="configs/gemma_translate.py",
                WORKDIR="/shared/skd/run1", EXTRA_FLAGS="--config.seed=1")
-  srun = _line(lines, "srun ")
-  assert srun.startswith("srun --nodes=4 --ntasks-per-node=1 --gpus-per-node=8 ")
-  assert srun.endswith("python -m skd_jax.main --config=configs/gemma_translate.py "
-                       "--workdir=/shared/skd/run1 --config.seed=1")
-  assert "export JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7" in lines
-  assert lines.index("export JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7") < lines.index(srun)
+  assert {k: plan["resolved"][k] for k in ("nodes", "tasks_per_node", "gpus_per_node",
+                                           "processes", "devices_per_process")} == {
+      "nodes": 4, "tasks_per_node": 1, "gpus_per_node": 8, "processes": 4,
+      "devices_per_process": 8}
+  srun, flags = _srun(plan)
+  assert flags == {"nodes": "4", "ntasks-per-node": "1", "gpus-per-node": "8",
+                   "kill-on-bad-exit": "1", "output": "logs/%x-%j.%t.log"}
+  assert srun["argv"][-6:] == ["python", "-m", "skd_jax.main",
+                               "--config=configs/gemma_translate.py",
+                               "--workdir=/shared/skd/run1", "--config.seed=1"]
+  # One process per node sees all 8 GPUs (JAX would pick GPU SLURM_LOCALID only).
+  assert srun["env"] == {"JAX_LOCAL_DEVICE_IDS": "0,1,2,3,4,5,6,7", "PYTHONUNBUFFERED": "1"}
+  assert srun["cwd"] == str(REPO)
+  assert ["mkdir", "-p", "logs"] in [c["argv"] for c in plan["commands"]]
 
 
 def test_slurm_dry_run_inside_allocation(sandbox):
   slurm_env = {"SLURM_JOB_ID": "1234", "SLURM_JOB_NUM_NODES": "3",
                "SLURM_NTASKS_PER_NODE": "1", "SLURM_GPUS_ON_NODE": "4",
                "SLURM_CPUS_ON_NODE": "64", "SLURM_SUBMIT_DIR": str(REPO)}
-  lines = _dry(SLURM, "--dry-run", sandbox=sandbox, CONFIG="configs/a.py", WORKDIR="/w",
+  plan = _plan(SLURM, "--plan", sandbox=sandbox, CONFIG="configs/a.py", WORKDIR="/w",
                PYTHON="/opt/venv/bin/python", **slurm_env)
-  srun = _line(lines, "srun ")
-  assert "--nodes=3" in srun and "--cpus-per-task=64" in srun
-  assert "/opt/venv/bin/python -m skd_jax.main --config=configs/a.py --workdir=/w" in srun
-  assert "export JAX_LOCAL_DEVICE_IDS=0,1,2,3" in lines
-  per_gpu = _dry(SLURM, sandbox=sandbox, CONFIG="configs/a.py", WORKDIR="/w",
-                 **dict(slurm_env, SLURM_NTASKS_PER_NODE="4"))
-  srun = _line(per_gpu, "srun ")
-  assert "--ntasks-per-node=4" in srun and "--cpus-per-task=16" in srun
-  assert not any("JAX_LOCAL_DEVICE_IDS" in l for l in per_gpu)
+  srun, flags = _srun(plan)
+  assert flags["nodes"] == "3" and flags["cpus-per-task"] == "64"
+  assert srun["argv"][-5:] == ["/opt/venv/bin/python", "-m", "skd_jax.main",
+                               "--config=configs/a.py", "--workdir=/w"]
+  assert srun["env"]["JAX_LOCAL_DEVICE_IDS"] == "0,1,2,3"
+  assert plan["resolved"]["processes"] == 3 and plan["resolved"]["devices_per_process"] == 4
+  per_gpu = _plan(SLURM, sandbox=sandbox, CONFIG="configs/a.py", WORKDIR="/w",
+                  **dict(slurm_env, SLURM_NTASKS_PER_NODE="4"))
+  srun, flags = _srun(per_gpu)
+  assert flags["ntasks-per-node"] == "4" and flags["cpus-per-task"] == "16"
+  assert "JAX_LOCAL_DEVICE_IDS" not in srun["env"]   # Each task gets GPU SLURM_LOCALID.
+  assert per_gpu["resolved"]["processes"] == 12 and per_gpu["resolved"]["devices_per_process"] == 1
 
 
 def test_slurm_headers():
@@ -418,20 +585,31 @@ def test_slurm_refuses_to_run_outside_slurm(sandbox):
 
 
 def test_gpu_local_dry_run(sandbox):
-  one = _dry(GPU_LOCAL, sandbox=sandbox, CONFIG="configs/a.py", WORKDIR="/w")
-  assert one[-1] == "env PYTHONUNBUFFERED=1 python -m skd_jax.main --config=configs/a.py --workdir=/w"
-  lines = _dry(GPU_LOCAL, "--dry-run", sandbox=sandbox, CONFIG="configs/a.py", WORKDIR="/w",
+  one = _plan(GPU_LOCAL, sandbox=sandbox, CONFIG="configs/a.py", WORKDIR="/w")
+  assert one["commands"] == [{
+      "argv": ["python", "-m", "skd_jax.main", "--config=configs/a.py", "--workdir=/w"],
+      "env": {"PYTHONUNBUFFERED": "1"}, "cwd": str(REPO), "stdout": None, "background": False}]
+  assert one["resolved"] == {"config": "configs/a.py", "workdir": "/w", "processes": 1,
+                             "coordinator": None, "devices_per_process": "all visible",
+                             "logs": []}
+  plan = _plan(GPU_LOCAL, "--plan", sandbox=sandbox, CONFIG="configs/a.py", WORKDIR="/w",
                PROCS="2", PORT="9999")
-  procs = [l for l in lines if l.startswith("env ")]
+  assert plan["resolved"]["processes"] == 2 and plan["resolved"]["devices_per_process"] == 1
+  assert plan["resolved"]["coordinator"] == "127.0.0.1:9999"
+  assert plan["resolved"]["logs"] == ["logs/skd.0.log", "logs/skd.1.log"]
+  mkdir, *procs = plan["commands"]
+  assert mkdir["argv"] == ["mkdir", "-p", "logs"]
   assert len(procs) == 2
-  for i, line in enumerate(procs):
-    for part in ("COORDINATOR_ADDRESS=127.0.0.1:9999", "NUM_PROCESSES=2", f"PROCESS_ID={i}",
-                 f"CUDA_VISIBLE_DEVICES={i}", "python -m skd_jax.main --config=configs/a.py",
-                 f"> logs/skd.{i}.log 2>&1 &"):
-      assert part in line
-  proc = _run(GPU_LOCAL, env=sandbox["env"], extra_env={"DRY_RUN": "1", "CONFIG": "c.py"},
+  for i, proc in enumerate(procs):
+    assert proc["argv"] == ["python", "-m", "skd_jax.main", "--config=configs/a.py",
+                            "--workdir=/w"]
+    assert proc["env"] == {"PYTHONUNBUFFERED": "1", "COORDINATOR_ADDRESS": "127.0.0.1:9999",
+                           "NUM_PROCESSES": "2", "PROCESS_ID": str(i),
+                           "CUDA_VISIBLE_DEVICES": str(i)}
+    assert proc["stdout"] == f"logs/skd.{i}.log" and proc["background"] is True
+  proc = _run(GPU_LOCAL, env=sandbox["env"], extra_env={"DRY_RUN": "json", "CONFIG": "c.py"},
               check=False)
-  assert proc.returncode != 0 and "WORKDIR is not set" in proc.stderr
+  assert proc.returncode != 0 and "WORKDIR is not set" in proc.stderr and not proc.stdout
 
 
 # Process 1 fails only once process 0 has logged its line (no race under load).
