@@ -11,7 +11,10 @@ The README's main job (`configs/demo.py`) and the small-scale reproduction
    (`plots/comparison.png` plus each run's own curves).
 
 Every run is an ordinary driver run in WORKDIR/<name>, so it resumes after a
-crash and keeps its metrics.jsonl, checkpoints and samples.
+crash and keeps its metrics.jsonl, checkpoints and samples. A finished run is
+reused only when its fingerprint (`skd_jax.train.workdir`: config, code, data)
+matches the run this config asks for; a run folder holding another run is
+refused before anything trains (`planned_runs` lets preflight check them all).
 """
 from __future__ import annotations
 
@@ -22,26 +25,28 @@ from typing import Any
 
 import ml_collections
 
+from skd_jax.train import logger as logger_lib
 from skd_jax.train import loop
-from skd_jax.train import run_setup
 from skd_jax.train import methods as methods_lib
+from skd_jax.train import workdir as workdir_lib
 
 # Labels of the table and plots (the paper's Table 1 names), from the registry.
 LABELS = {name: method.label for name, method in methods_lib.METHODS.items()}
 
 
-def _run_config(config, method: str) -> ml_collections.ConfigDict:
-  """The driver config of one student run."""
+def _run_config(config, method: str, name: str | None = None) -> ml_collections.ConfigDict:
+  """The driver config of one student run, named "<experiment>/<name or method>"."""
   c = copy.deepcopy(config)
   with c.unlocked():
     del c["compare"]
   c.method = method
+  c.name = f"{config.name}/{name or method}"   # Cosmetic: bars and lines say which run.
   return c
 
 
 def _teacher_config(config, cmp) -> ml_collections.ConfigDict:
   """SFT of the teacher architecture on the task (it plays the student's role)."""
-  c = _run_config(config, "sft")
+  c = _run_config(config, "sft", "teacher")
   c.student = copy.deepcopy(config.teacher)
   c.student.rules = "student"
   c.max_steps = int(cmp.teacher_steps)
@@ -51,30 +56,67 @@ def _teacher_config(config, cmp) -> ml_collections.ConfigDict:
   return c
 
 
-def _done(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "result.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  return None
+def reusable(config, workdir: str) -> dict | None:
+  """WORKDIR's result.json when it holds exactly the run `config` asks for
+  (same fingerprint), else None."""
+  result = workdir_lib.read_json(os.path.join(workdir, "result.json"))
+  stored = workdir_lib.read_json(os.path.join(workdir, workdir_lib.FINGERPRINT))
+  if result is None or stored is None:
+    return None
+  expected = workdir_lib.digest(workdir_lib.fingerprint(config))
+  if workdir_lib.digest(stored) != expected or result.get("fingerprint", expected) != expected:
+    return None
+  return result
+
+
+def _announce(config, result: dict, reused: bool) -> None:
+  line = logger_lib.format_scores(logger_lib.run_label(config), result.get("split", "test"),
+                                  int(result.get("step", 0)), result["final"])
+  print(line + (" (finished earlier, same fingerprint: reused)" if reused else ""), flush=True)
 
 
 def _train_once(config, workdir: str) -> dict:
-  """A driver training run, skipped when WORKDIR already holds its result.json
-  (which the driver writes at the end of the run)."""
-  cached = _done(workdir)
+  """A driver training run, skipped when WORKDIR already holds its finished
+  result (result.json, written at the end of the run) with the same fingerprint."""
+  cached = reusable(config, workdir)
   if cached is not None:
+    _announce(config, cached, True)
     return cached
   out = loop.run(config, workdir, "train")
-  return {"final": out["final"], "step": out["step"]}
+  result = {"final": out["final"], "step": out["step"], "split": config.eval.final_split}
+  _announce(config, result, False)
+  return result
 
 
 def _evaluate_once(config, workdir: str) -> dict:
-  cached = _done(workdir)
+  cached = reusable(config, workdir)
   if cached is not None:
+    _announce(config, cached, True)
     return cached
   scores = loop.run(config, workdir, "eval")
-  return {"final": scores, "step": 0}
+  return {"final": scores, "step": 0, "split": config.eval.final_split}
+
+
+def planned_runs(config, workdir: str) -> list[tuple[Any, str, str, tuple[str, ...]]]:
+  """[(driver config, run folder, mode, roles made by an earlier run)] of the comparison.
+
+  The last item names model paths that do not exist yet (the teacher the first
+  run fine-tunes), so preflight skips them.
+  """
+  cmp = config.compare
+  runs = []
+  teacher_path, made = cmp.teacher_path, ()
+  if not teacher_path:
+    teacher_dir = os.path.join(workdir, "teacher")
+    runs.append((_teacher_config(config, cmp), teacher_dir, "train", ()))
+    teacher_path, made = os.path.join(teacher_dir, "export"), ("teacher",)
+  base = copy.deepcopy(config)
+  base.teacher.path = teacher_path
+  runs.append((_run_config(base, "sft", "untrained"), os.path.join(workdir, "untrained"),
+               "eval", made))
+  for method in cmp.methods:
+    runs.append((_run_config(base, method), os.path.join(workdir, method), "train", made))
+  return runs
 
 
 def format_table(rows: list[tuple[str, dict]], metrics: list[str]) -> str:
@@ -124,23 +166,23 @@ def plot_comparison(workdir: str, names: list[str], metric: str) -> str:
 def run_comparison(config, workdir: str | None = None) -> dict[str, Any]:
   """Runs the comparison of `config.compare`; returns {label: test metrics}."""
   cmp = config.compare
-  workdir = workdir or run_setup.default_workdir(config)
+  workdir = os.path.abspath(workdir or workdir_lib.default_workdir(config))
+  plan = planned_runs(config, workdir)
+  for run_config, run_dir, mode, _ in plan:   # Refuse before anything trains.
+    problem = workdir_lib.mismatch(run_config, run_dir, mode, root=workdir)
+    if problem:
+      raise workdir_lib.WorkdirMismatch(problem)
   os.makedirs(workdir, exist_ok=True)
-  teacher_path = cmp.teacher_path
   rows: list[tuple[str, dict]] = []
-  if not teacher_path:
-    teacher_dir = os.path.join(workdir, "teacher")
-    result = _train_once(_teacher_config(config, cmp), teacher_dir)
-    teacher_path = os.path.join(teacher_dir, "export")
-    rows.append(("teacher (SFT)", result["final"]))
-  base = copy.deepcopy(config)
-  base.teacher.path = teacher_path
-  untrained = _evaluate_once(_run_config(base, "sft"), os.path.join(workdir, "untrained"))
-  start = "SFT init" if base.checkpoint.restore_from else "untrained"
-  rows.append((f"student, {start}", untrained["final"]))
-  for method in cmp.methods:
-    result = _train_once(_run_config(base, method), os.path.join(workdir, method))
-    rows.append((LABELS.get(method, method), result["final"]))
+  for run_config, run_dir, mode, _ in plan:
+    name = os.path.basename(run_dir)
+    if mode == "eval":
+      start = "SFT init" if config.checkpoint.restore_from else "untrained"
+      rows.append((f"student, {start}", _evaluate_once(run_config, run_dir)["final"]))
+    elif name == "teacher":
+      rows.append(("teacher (SFT)", _train_once(run_config, run_dir)["final"]))
+    else:
+      rows.append((LABELS.get(name, name), _train_once(run_config, run_dir)["final"]))
 
   from skd_jax import plot as plot_lib
   for method in cmp.methods:

@@ -198,15 +198,17 @@ def _position_limit(spec) -> tuple[int | None, str]:
 def check_lengths(config) -> list[Problem]:
   prompt, new = int(config.task.max_prompt_tokens), int(config.task.max_new_tokens)
   need = prompt + new + int(config.sampler.gamma)
-  problems = []
+  short = []
   for role in ("student", "teacher"):
     limit, name = _position_limit(config[role])
     if limit is not None and need > limit:
-      problems.append(Problem(
-          "task.max_new_tokens", f"task.max_prompt_tokens {prompt} + task.max_new_tokens "
-          f"{new} + gamma needs {need} positions but the {role} ({name}) supports {limit}.",
-          "shorten --config.task.max_prompt_tokens or --config.task.max_new_tokens."))
-  return problems
+      short.append(f"the {role} ({name}) supports {limit}")
+  if not short:
+    return []
+  return [Problem("task.max_new_tokens", f"task.max_prompt_tokens {prompt} + "
+                  f"task.max_new_tokens {new} + gamma needs {need} positions but "
+                  f"{' and '.join(short)}.", "shorten --config.task.max_prompt_tokens or "
+                  "--config.task.max_new_tokens.")]
 
 
 def _same_key(problem_key: str, message: str) -> bool:
@@ -215,11 +217,12 @@ def _same_key(problem_key: str, message: str) -> bool:
 
 
 def check(config, workdir: str, mode: str = "train", *, overwrite: bool = False,
-          skip_roles: Iterable[str] = ()) -> list[Problem]:
+          skip_roles: Iterable[str] = (), root: str | None = None) -> list[Problem]:
   """Every problem of one run's inputs (see the module doc); [] when none.
 
   skip_roles: model roles whose path is produced earlier in the same job
   (the comparison's fine-tuned teacher).
+  root: the folder --overwrite would delete, when `workdir` is inside it.
   """
   problems: list[Problem] = []
   skip = set(skip_roles)
@@ -230,7 +233,7 @@ def check(config, workdir: str, mode: str = "train", *, overwrite: bool = False,
   problems += check_data(config)
   problems += check_workdir(workdir)
   if not overwrite and not any(p.key == "workdir" for p in problems):
-    refusal = workdir_lib.mismatch(config, workdir, mode)
+    refusal = workdir_lib.mismatch(config, workdir, mode, root=root)
     if refusal:
       problems.append(Problem("workdir", refusal))
   problems += [p for p in check_lengths(config)

@@ -64,6 +64,11 @@ class WorkdirMismatch(ConfigError):
   """The workdir holds a run with another fingerprint (message: one line)."""
 
 
+def default_workdir(config) -> str:
+  """`config.workdir`, else /tmp/skd_jax/<config.name> (absolute)."""
+  return os.path.abspath(config.get("workdir", "") or os.path.join("/tmp/skd_jax", config.name))
+
+
 # ----------------------------------------------------------------------------
 # Fingerprints.
 # ----------------------------------------------------------------------------
@@ -287,8 +292,12 @@ def stored(workdir: str) -> dict | None:
 
 
 def mismatch(config, workdir: str, mode: str = "train",
-             fp: Mapping[str, Any] | None = None) -> str | None:
-  """None when `config` may run in `workdir` with `mode`, else the one-line refusal."""
+             fp: Mapping[str, Any] | None = None, root: str | None = None) -> str | None:
+  """None when `config` may run in `workdir` with `mode`, else the one-line refusal.
+
+  root: the folder --overwrite deletes when it is not `workdir` itself (a
+  comparison's run folders live in it).
+  """
   old = stored(workdir)
   if old is None:
     return None
@@ -305,10 +314,10 @@ def mismatch(config, workdir: str, mode: str = "train",
     return None
   if model:
     return (f"this workdir ({workdir}) holds a different model ({_describe(model, model=True)}); "
-            f"{ways_on(workdir)}.")
+            f"{ways_on(root or workdir)}.")
   return (f"this workdir ({workdir}) holds a run with a different "
           f"{'setup' if any(not k.startswith('config:') for k, _, _ in diffs) else 'config'} "
-          f"({_describe(diffs)}); {ways_on(workdir)}.")
+          f"({_describe(diffs)}); {ways_on(root or workdir)}.")
 
 
 def check(config, workdir: str, mode: str = "train") -> dict[str, Any]:
