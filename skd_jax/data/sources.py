@@ -33,7 +33,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
