@@ -81,7 +81,11 @@ class ModelConfig:
     if not self.layer_types:
       object.__setattr__(self, "layer_types", (FULL,) * self.num_layers)
     if len(self.layer_types) != self.num_layers:
-      raise ValueError(f"layer_types has {len(self.layer_types)} entries for {self.num_layers} layers.")
+      raise ValueError(
+          f"layer_types has {len(self.layer_types)} entries for {self.num_layers} layers. To change "
+          f"the depth use cfg.keep_layers(range({self.num_layers})) (keeps those layers' attention "
+          f"types) or cfg.replace(num_layers={self.num_layers}) (the family's layer pattern), not "
+          "dataclasses.replace.")
     bad = set(self.layer_types) - {SLIDING, FULL}
     if bad:
       raise ValueError(f"Unknown layer types {sorted(bad)}; expected {SLIDING!r} or {FULL!r}.")
@@ -121,6 +125,24 @@ class ModelConfig:
     if "num_layers" in kw and "layer_types" not in kw:
       kw["layer_types"] = default_layer_types(self.family, kw["num_layers"])
     return dataclasses.replace(self, **kw)
+
+  def keep_layers(self, indices) -> "ModelConfig":
+    """The config of the decoder layers `indices` (in order), e.g. `range(2)` for the first two.
+
+    Each kept layer keeps its attention type (sliding / full, hence its RoPE base),
+    so `cfg.keep_layers(range(0, 18, 3))` of Gemma 3 270M is a consistent 6-layer
+    Gemma 3. `Model.keep_layers` prunes the params to match.
+
+    Raises:
+      ValueError: indices empty, repeated or outside [0, num_layers).
+    """
+    indices = [int(i) for i in indices]
+    n = self.num_layers
+    if not indices or any(not 0 <= i < n for i in indices) or len(set(indices)) != len(indices):
+      raise ValueError(f"keep_layers={indices}: give distinct layer indices in [0, {n}).")
+    return dataclasses.replace(self, num_layers=len(indices),
+                               layer_types=tuple(self.layer_types[i] for i in indices),
+                               name=f"{self.name}-{len(indices)}of{n}l")
 
   def num_params(self) -> int:
     """Parameter count (embedding counted once when tied)."""

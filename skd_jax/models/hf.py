@@ -16,8 +16,8 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from skd_jax.data import templates
 from skd_jax.models import config as mconfig
+from skd_jax.models import gguf
 from skd_jax.models import transformer
 from skd_jax.models.model import Model
 
@@ -191,26 +191,62 @@ def _read_hf_config(path: str) -> dict[str, Any]:
     raise CheckpointError(f"{cfg_path}: not valid JSON ({e}).") from None
 
 
-def _gguf_config_and_tensors(path: str) -> tuple[dict[str, Any], _DictSource]:
-  """Reads a `.gguf` through transformers' GGUF loader (dequantised to float32)."""
+def _quiet_tokenizer(path: str):
+  """The checkpoint's tokenizer, or None where it has none that transformers reads."""
   try:
-    import torch
-    import transformers
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-  except ImportError as e:
-    raise CheckpointError(f"{path}: reading GGUF needs torch and gguf ({e}); "
-                          "`pip install torch==2.13.0 gguf`.") from None
-  directory, filename = os.path.split(os.path.abspath(path))
+    return load_tokenizer(path)
+  except Exception:  # pylint: disable=broad-except  # Weights without a tokenizer are fine.
+    return None
+
+
+def _gguf_source(path: str) -> tuple[dict[str, Any], Any]:
+  """(HF config dict, tensor source) of a `.gguf`: its cached HF conversion (made on first use).
+
+  See models/gguf.py: dequantising takes minutes, reading the cached float32
+  copy seconds; with the cache off (or unwritable) the tensors come from memory.
+  """
+  converted = gguf.cached_checkpoint(path)
+  if converted is None:
+    try:
+      hf_dict, tensors = gguf.read(path)
+    except (ImportError, ValueError) as e:
+      raise CheckpointError(str(e)) from None
+    tokenizer = _quiet_tokenizer(path)
+    converted = gguf.write_checkpoint(path, hf_dict, tensors, tokenizer)
+    if converted is None:
+      return gguf.with_turn_end(hf_dict, tokenizer), _DictSource(tensors, path)
+    del tensors
+  return _read_hf_config(converted), _SafetensorsSource(converted)
+
+
+def _with_dir_stop_ids(path: str, hf_cfg: dict[str, Any]) -> dict[str, Any]:
+  """`hf_cfg` whose eos_token_id also holds generation_config.json's and the chat end-of-turn.
+
+  Instruction-tuned checkpoints list `<end_of_turn>` / `<|im_end|>` there rather
+  than in config.json; the models' EOS ids are `sample`'s default stop ids.
+  """
+  eos = hf_cfg.get("eos_token_id")
+  ids = list(eos) if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos])
+  gen_path = os.path.join(path, "generation_config.json")
+  if os.path.exists(gen_path):
+    try:
+      with open(gen_path) as f:
+        gen = json.load(f).get("eos_token_id")
+      ids += [i for i in (gen if isinstance(gen, list) else [gen]) if i is not None and i not in ids]
+    except (OSError, json.JSONDecodeError):
+      pass  # generation_config.json is optional; config.json's ids stand
+  hf_cfg = {**hf_cfg, "eos_token_id": ids[0] if len(ids) == 1 else ids}
+  has_template = os.path.exists(os.path.join(path, "chat_template.jinja")) or (
+      "chat_template" in _read_json_or_empty(os.path.join(path, "tokenizer_config.json")))
+  return gguf.with_turn_end(hf_cfg, _quiet_tokenizer(path)) if has_template else hf_cfg
+
+
+def _read_json_or_empty(path: str) -> dict[str, Any]:
   try:
-    hf_cfg = transformers.AutoConfig.from_pretrained(directory, gguf_file=filename)
-  except Exception as e:
-    raise CheckpointError(f"{path}: transformers cannot read this GGUF file ({e}).") from None
-  hf_dict = hf_cfg.to_dict()
-  mconfig.from_hf_config(hf_dict)   # fail on unsupported architectures before dequantising
-  with torch.device("meta"):
-    skeleton = transformers.AutoModelForCausalLM.from_config(hf_cfg)
-  loaded = load_gguf_checkpoint(path, return_tensors=True, model_to_load=skeleton)
-  return hf_dict, _DictSource(loaded["tensors"], path)
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return {}
 
 
 def _iter_params(cfg: mconfig.ModelConfig, source) -> Iterator[tuple[tuple[str, ...], Callable[[], np.ndarray]]]:
@@ -264,7 +300,10 @@ def load_model(path: str, dtype: str = "float32", *, param_dtype: str | None = N
 
   Args:
     path: a local HF directory (config.json + one or many safetensors shards) or a
-      `.gguf` file (dequantised to float32 by transformers' GGUF reader; needs torch).
+      `.gguf` file (dequantised to float32 by transformers' GGUF reader, needs
+      torch; converted once per machine and cached, see models/gguf.py). The
+      model's eos_ids also hold generation_config.json's and the chat template's
+      end-of-turn id, so `sample`'s default stop ids end a chat reply.
     dtype: compute dtype of the returned model ("float32" or "bfloat16").
     param_dtype: storage dtype of the parameters (default: `dtype`).
     shardings: None (default device), one `jax.sharding.Sharding` for every
@@ -280,7 +319,7 @@ def load_model(path: str, dtype: str = "float32", *, param_dtype: str | None = N
   if os.path.isfile(path):
     if not path.endswith(".gguf"):
       raise CheckpointError(f"{path}: a file that is not `.gguf`; pass the checkpoint's directory instead.")
-    hf_cfg, source = _gguf_config_and_tensors(path)
+    hf_cfg, source = _gguf_source(path)
   else:
     hf_cfg = _read_hf_config(path)
     try:
@@ -288,6 +327,7 @@ def load_model(path: str, dtype: str = "float32", *, param_dtype: str | None = N
     except (ValueError, KeyError, NotImplementedError) as e:
       raise CheckpointError(f"{os.path.join(path, 'config.json')}: {e}") from None
     source = _SafetensorsSource(path)
+    hf_cfg = _with_dir_stop_ids(path, hf_cfg)
   cfg = mconfig.from_hf_config(hf_cfg, dtype=dtype, param_dtype=param_dtype)
 
   items = list(_iter_params(cfg, source))
@@ -304,54 +344,24 @@ def load_model(path: str, dtype: str = "float32", *, param_dtype: str | None = N
   return Model(config=cfg, params=params)
 
 
-def tokenizer_cache_dir() -> str:
-  return os.environ.get("SKD_TOKENIZER_CACHE",
-                        os.path.join(os.path.expanduser("~"), ".cache", "skd_jax", "tokenizers"))
-
-
-def _gguf_tokenizer(path: str):
-  """A GGUF file's tokenizer, converted once and cached as a tokenizer directory.
-
-  transformers rebuilds the tokenizer from the GGUF vocabulary on every load
-  (~25 s for Gemma's 262K entries); the cached copy loads in about a second. The
-  cache key is the file's name, size and modification time. A Gemma GGUF without
-  a chat template gets Gemma 3's (templates.GEMMA3_CHAT_TEMPLATE) (so prompts are rendered as the
-  model was instruction-tuned).
-  """
-  import transformers
-  stat = os.stat(path)
-  name = os.path.basename(path)
-  cached = os.path.join(tokenizer_cache_dir(), f"{name}-{stat.st_size}-{int(stat.st_mtime)}")
-  if os.path.exists(os.path.join(cached, "tokenizer_config.json")):
-    return transformers.AutoTokenizer.from_pretrained(cached)
-  directory, filename = os.path.split(os.path.abspath(path))
-  tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=filename)
-  vocab = tokenizer.get_vocab()
-  if not getattr(tokenizer, "chat_template", None) and "<start_of_turn>" in vocab:
-    tokenizer.chat_template = templates.GEMMA3_CHAT_TEMPLATE
-  turn_tokens = [t for t in ("<start_of_turn>", "<end_of_turn>") if t in vocab]
-  if turn_tokens:  # Control tokens in the GGUF; special here (end-of-turn stops sampling).
-    tokenizer.add_special_tokens({"additional_special_tokens": turn_tokens},
-                                 replace_extra_special_tokens=False)
-  try:
-    tmp = f"{cached}.tmp-{os.getpid()}"
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, cached)
-  except OSError:  # A read-only cache only costs the next load its 25 s.
-    pass
-  return tokenizer
+tokenizer_cache_dir = gguf.tokenizer_cache_dir
 
 
 def load_tokenizer(path: str):
-  """The checkpoint's tokenizer, via `transformers.AutoTokenizer`.
+  """The checkpoint's tokenizer (`transformers.AutoTokenizer`), with its chat template.
 
-  A `.gguf` file's tokenizer is converted once and cached (see `_gguf_tokenizer`;
-  `$SKD_TOKENIZER_CACHE`, default ~/.cache/skd_jax/tokenizers).
+  `path`: an HF directory or a `.gguf` file. A GGUF's tokenizer is converted once
+  and cached (models/gguf.py; `$SKD_TOKENIZER_CACHE`, default
+  ~/.cache/skd_jax/tokenizers); a Gemma GGUF without a chat template gets Gemma 3's.
+  `skd_jax.text` turns strings into prompts through it and completions back.
   """
   import transformers
   path = os.fspath(path)
   if os.path.isfile(path) and path.endswith(".gguf"):
-    return _gguf_tokenizer(path)
+    return gguf.tokenizer(path)
+  if not os.path.exists(path):
+    raise CheckpointError(f"{path}: no such file or directory (give the checkpoint's directory "
+                          "or its `.gguf` file).")
   return transformers.AutoTokenizer.from_pretrained(path)
 
 

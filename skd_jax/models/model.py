@@ -36,18 +36,8 @@ class Model:
 
 
 def pruned_config(config: ModelConfig, indices) -> ModelConfig:
-  """The config of `Model.keep_layers(indices)` (each layer keeps its attention type).
-
-  Raises:
-    ValueError: indices empty, repeated or outside [0, num_layers).
-  """
-  indices = [int(i) for i in indices]
-  n = config.num_layers
-  if not indices or any(not 0 <= i < n for i in indices) or len(set(indices)) != len(indices):
-    raise ValueError(f"keep_layers={indices}: give distinct layer indices in [0, {n}).")
-  return config.replace(num_layers=len(indices),
-                        layer_types=tuple(config.layer_types[i] for i in indices),
-                        name=f"{config.name}-{len(indices)}of{n}l")
+  """The config of `Model.keep_layers(indices)`: `ModelConfig.keep_layers` (see there)."""
+  return config.keep_layers(indices)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))

@@ -1,4 +1,4 @@
-"""`sample`: the user-facing sampler over lists of token ids (validation, buckets, lists out)."""
+"""`sample`: the user-facing sampler over token-id lists or strings (validation, buckets, lists out)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from skd_jax import sharding
+from skd_jax import text as text_lib
 from skd_jax.models.model import Model
 from skd_jax.sampling import config as sconfig
 from skd_jax.sampling import sampler
@@ -28,6 +29,8 @@ class SampleOutput:
     "teacher", or an empty completion).
   rounds: while-loop iterations of the batch.
   rollout: the raw arrays of the jittable core (`sampler.Rollout`).
+  texts: with `sample(..., tokenizer=)`, each completion decoded up to (not
+    including) its stop id, special tokens dropped; else None.
   """
   completions: list[list[int]]
   from_teacher: list[list[bool]]
@@ -35,6 +38,7 @@ class SampleOutput:
   acceptance_rate: list[float]
   rounds: int
   rollout: sampler.Rollout
+  texts: list[str] | None = None
 
 
 def default_buckets() -> tuple[int, ...]:
@@ -168,19 +172,34 @@ def run_rollout(student: Model | None, teacher: Model | None, prompt_tokens, pro
       teacher_cfg=teacher.config if use_teacher else None)
 
 
+def _token_prompts(prompts, tokenizer, chat: bool) -> Sequence[Sequence[int]]:
+  """Token-id prompts; strings are encoded with `tokenizer` (through its chat template)."""
+  if not text_lib.is_text(prompts):
+    return prompts
+  if tokenizer is None:
+    raise TypeError("prompts are strings; pass tokenizer=skd_jax.load_tokenizer(path) to "
+                    "encode them (chat template applied), or give token-id lists.")
+  return text_lib.encode_prompts(tokenizer, prompts, chat=chat)
+
+
 def sample(student: Model | None, teacher: Model | None, prompts: Sequence[Sequence[int]], *,
-           config: SamplerConfig, rng: jax.Array) -> SampleOutput:
+           config: SamplerConfig, rng: jax.Array, tokenizer=None, chat: bool = True) -> SampleOutput:
   """Samples one completion per prompt with SKD, the student alone, or the teacher alone.
 
   Args:
     student, teacher: `Model`s (teacher may be None for "student", student None
       for "teacher").
-    prompts: a list of token-id lists (ragged).
+    prompts: a list of token-id lists (ragged), or of strings when `tokenizer`
+      is given.
     config: a `SamplerConfig`.
     rng: a `jax.random.PRNGKey(seed)` (typed keys work too). Row i uses
       fold_in(rng, i), so a prompt's completion depends only on rng, its row index,
       the models and the settings — not on the other prompts or the padding.
+    tokenizer: optional; encodes string prompts (`skd_jax.text.encode_prompts`)
+      and fills `SampleOutput.texts`.
+    chat: string prompts go through the tokenizer's chat template (one user turn).
   """
+  prompts = _token_prompts(prompts, tokenizer, chat)
   static, dyn, tokens, lengths = prepare(student, teacher, prompts, config)
   out = run_rollout(student, teacher, jnp.asarray(tokens), jnp.asarray(lengths),
                     sampler.row_keys_for(_as_key(rng), len(prompts)), dyn, static)
@@ -192,5 +211,9 @@ def sample(student: Model | None, teacher: Model | None, prompts: Sequence[Seque
     flags.append([bool(f) for f in host.from_teacher[b, start:end]])
     rates.append(float(np.mean(flags[-1])) if flags[-1] else 0.0)
   acceptance = [float(a / t) if t else float("nan") for a, t in zip(host.accepted, host.tested)]
+  texts = None
+  if tokenizer is not None:
+    texts = text_lib.decode_completions(tokenizer, completions,
+                                        stop=stop_ids_of(student, teacher, config))
   return SampleOutput(completions=completions, from_teacher=flags, replacement_rate=rates,
-                      acceptance_rate=acceptance, rounds=int(host.rounds), rollout=out)
+                      acceptance_rate=acceptance, rounds=int(host.rounds), rollout=out, texts=texts)
