@@ -60,7 +60,7 @@ def naive_distill_sum_and_count(student_params, teacher_params, batch, *,
   return losses.divergence(
       loss_cfg.divergence, t_logits, s_logits,
       step_lib.loss_positions(batch["loss_mask"]), reduction="sum",
-      temperature=loss_cfg.temperature, beta=loss_cfg.beta)
+      temperature=loss_cfg.temperature)  # The entry carries its hyperparameters.
 
 
 @functools.partial(jax.jit,

@@ -20,6 +20,11 @@ Conventions (pinned by tests/test_losses.py and tests/test_losses_inf.py):
     DistiLLM's code drops the constant teacher entropy; we keep it so that the
     value is a true divergence (0 for identical inputs) — the gradient is the same.
 
+  Each name is an entry of the registry in ``skd_jax.divergences``: ``FKL()``,
+  ``RKL()``, ``JSD(beta)``, ``TVD()``, ``SKL(alpha)``, small frozen dataclasses that
+  carry their formula; ``register_divergence`` adds one (docs/EXTENDING.md).
+  Functions here take a name plus hyperparameters (``beta=``) or an entry.
+
 * ``-inf`` logits (forbidden tokens) are probability 0, with ``0 * log 0 = 0``:
   every value is exact. ``jsd`` (0 < beta < 1), ``skl`` (0 < alpha < 1) and
   ``tvd`` are finite; ``fkl`` / ``rkl`` (and ``jsd`` at beta 0 / 1, ``skl`` at
@@ -49,19 +54,26 @@ The memory-bounded versions (``chunked_divergence``, ``chunked_cross_entropy``)
 run on ``skd_jax.chunked``'s engine (re-exported here as ``chunked_sum_and_count``).
 """
 from collections.abc import Callable
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from skd_jax.chunked import chunked_sum_and_count
+from skd_jax.divergences import (FKL, JSD, RKL, SKL, TVD, Divergence, get_divergence,
+                                 register_divergence)
+from skd_jax.divergences import REGISTRY as DIVERGENCES
 
 Array = jax.Array
 
-DIVERGENCES = ("fkl", "rkl", "jsd", "tvd", "skl")
+__all__ = [
+    "DIVERGENCES", "FKL", "JSD", "RKL", "SKL", "TVD", "Divergence", "chunked_cross_entropy",
+    "chunked_divergence", "chunked_sum_and_count", "divergence", "divergence_from_log_probs",
+    "get_divergence", "log_probs", "masked_sum_and_count", "register_divergence",
+    "safe_mean", "shared_vocab", "shared_vocab_logits", "token_cross_entropy",
+    "token_divergence",
+]
 REDUCTIONS = ("token", "sequence", "sum", "sequence_sum")
-_NEG_INF = -jnp.inf
 
 
 def log_probs(logits: Array, temperature: float = 1.0) -> Array:
@@ -96,79 +108,21 @@ def shared_vocab(teacher_vocab: int, student_vocab: int,
   return int(vocab_size)
 
 
-def _positive(log_x: Array) -> Array:
-  """Where a log-probability is not -inf (NaN stays in, so it propagates)."""
-  return log_x != _NEG_INF
-
-
-def _kl(log_a: Array, log_b: Array) -> Array:
-  """Exact ``sum_v a_v (log a_v - log b_v)`` with ``0 log 0 = 0``.
-
-  An entry with ``a_v = 0`` contributes 0; one with ``a_v > 0 = b_v`` makes the
-  value +inf (through a constant, so its gradient is zero). The other entries are
-  computed on inputs the double ``where`` made finite.
-  """
-  a_pos, b_pos = _positive(log_a), _positive(log_b)
-  both = a_pos & b_pos
-  log_a = jnp.where(both, log_a, 0.0)
-  log_b = jnp.where(both, log_b, 0.0)
-  terms = jnp.where(both, jnp.exp(log_a) * (log_a - log_b), 0.0)
-  infinite = jnp.any(a_pos & ~b_pos, axis=-1)
-  return jnp.where(infinite, jnp.inf, jnp.sum(terms, axis=-1))
-
-
-def _mixture_log_probs(log_p: Array, log_q: Array, weight: float) -> Array:
-  """``log(weight * p + (1 - weight) * q)``; ``weight`` is a static float.
-
-  -inf only where both are 0; ``logaddexp`` only ever sees finite inputs.
-  """
-  if weight == 0.0:
-    return log_q
-  if weight == 1.0:
-    return log_p
-  p_pos, q_pos = _positive(log_p), _positive(log_q)
-  a = jnp.where(p_pos, log_p, 0.0) + math.log(weight)
-  b = jnp.where(q_pos, log_q, 0.0) + math.log1p(-weight)
-  one_sided = jnp.where(p_pos, a, jnp.where(q_pos, b, _NEG_INF))
-  return jnp.where(p_pos & q_pos, jnp.logaddexp(a, b), one_sided)
-
-
-def divergence_from_log_probs(name: str, log_p: Array, log_q: Array, *,
-                              beta: float = 0.5, alpha: float = 0.1) -> Array:
+def divergence_from_log_probs(spec: str | Divergence, log_p: Array, log_q: Array,
+                              **hyperparameters) -> Array:
   """Per-position divergence from normalised log-probs (-inf = probability 0).
 
   Args:
-    name: one of ``DIVERGENCES``.
+    spec: a registered name (``DIVERGENCES``) or a ``Divergence`` entry.
     log_p: teacher log-probs [..., V] float32.
     log_q: student log-probs [..., V] float32.
-    beta: JSD interpolation (static float in [0, 1], TRL's convention).
-    alpha: skew of ``"skl"`` (static float in [0, 1)).
+    **hyperparameters: the entry's fields, e.g. ``beta=`` (jsd), ``alpha=`` (skl);
+      see ``divergences.get_divergence``.
 
   Returns:
     [...] float32 divergence values (+inf where a KL is infinite).
   """
-  if name == "fkl":
-    return _kl(log_p, log_q)
-  if name == "rkl":
-    return _kl(log_q, log_p)
-  if name == "jsd":
-    beta = float(beta)
-    if not 0.0 <= beta <= 1.0:
-      raise ValueError(f"jsd beta must be in [0, 1], got {beta}")
-    if beta == 0.0:  # TRL: exactly KL(teacher || student).
-      return _kl(log_p, log_q)
-    if beta == 1.0:  # TRL: exactly KL(student || teacher).
-      return _kl(log_q, log_p)
-    log_m = _mixture_log_probs(log_p, log_q, beta)
-    return beta * _kl(log_p, log_m) + (1.0 - beta) * _kl(log_q, log_m)
-  if name == "tvd":
-    return 0.5 * jnp.sum(jnp.abs(jnp.exp(log_p) - jnp.exp(log_q)), axis=-1)
-  if name == "skl":
-    alpha = float(alpha)
-    if not 0.0 <= alpha < 1.0:
-      raise ValueError(f"skl alpha must be in [0, 1), got {alpha}")
-    return _kl(log_p, _mixture_log_probs(log_p, log_q, alpha))
-  raise ValueError(f"unknown divergence {name!r}; expected one of {DIVERGENCES}")
+  return get_divergence(spec, **hyperparameters)(log_p, log_q)
 
 
 def _sparse_teacher_logits(teacher_logits: Array, student_logits: Array,
@@ -187,27 +141,30 @@ def shared_vocab_logits(teacher_logits: Array, student_logits: Array,
   return cut(teacher_logits), cut(student_logits)
 
 
-def token_divergence(name: str, teacher_logits: Array, student_logits: Array, *,
-                     temperature: float = 1.0, beta: float = 0.5,
-                     alpha: float = 0.1, top_k: int | None = None,
-                     vocab_size: int | None = None) -> Array:
+def token_divergence(name: str | Divergence, teacher_logits: Array,
+                     student_logits: Array, *, temperature: float = 1.0,
+                     top_k: int | None = None, vocab_size: int | None = None,
+                     **hyperparameters) -> Array:
   """Per-position divergence D(teacher, student).
 
   Args:
-    name: one of ``DIVERGENCES`` (see the module docstring for the formulas).
+    name: a registered name (``DIVERGENCES``, see the module docstring for the
+      formulas) or a ``Divergence`` entry such as ``JSD(beta=0.3)``.
     teacher_logits: [B, L, V_t] any float dtype (cast to float32); may hold -inf.
     student_logits: [B, L, V_s] any float dtype (cast to float32); may hold -inf.
     temperature: softmax temperature applied to both models.
-    beta: JSD interpolation, TRL's convention (0 = fkl, 1 = rkl).
-    alpha: skew of ``"skl"``.
     top_k: if set, both distributions are renormalised over the teacher's top-k
       ids at each position.
     vocab_size: compare the first ``vocab_size`` ids of both models (None: V_t
       must equal V_s).
+    **hyperparameters: the entry's fields: ``beta=`` (jsd, TRL's convention,
+      0 = fkl, 1 = rkl), ``alpha=`` (skl), or a registered entry's own; fields of
+      other entries are ignored.
 
   Returns:
     [B, L] float32 divergence per position (no mask applied).
   """
+  entry = get_divergence(name, **hyperparameters)
   teacher_logits, student_logits = shared_vocab_logits(teacher_logits, student_logits,
                                                        vocab_size)
   teacher_logits = teacher_logits.astype(jnp.float32)
@@ -215,9 +172,8 @@ def token_divergence(name: str, teacher_logits: Array, student_logits: Array, *,
   if top_k is not None:
     teacher_logits, student_logits = _sparse_teacher_logits(
         teacher_logits, student_logits, top_k)
-  return divergence_from_log_probs(
-      name, log_probs(teacher_logits, temperature),
-      log_probs(student_logits, temperature), beta=beta, alpha=alpha)
+  return entry(log_probs(teacher_logits, temperature),
+               log_probs(student_logits, temperature))
 
 
 def masked_sum_and_count(values: Array, mask: Array, *,
@@ -262,34 +218,34 @@ def _check_reduction(reduction: str):
     raise ValueError(f"unknown reduction {reduction!r}; expected {REDUCTIONS}")
 
 
-def divergence(name: str, teacher_logits: Array, student_logits: Array,
-               mask: Array, *, temperature: float = 1.0, beta: float = 0.5,
-               alpha: float = 0.1, reduction: str = "token",
-               top_k: int | None = None,
-               vocab_size: int | None = None) -> Array | tuple[Array, Array]:
+def divergence(name: str | Divergence, teacher_logits: Array, student_logits: Array,
+               mask: Array, *, temperature: float = 1.0, reduction: str = "token",
+               top_k: int | None = None, vocab_size: int | None = None,
+               **hyperparameters) -> Array | tuple[Array, Array]:
   """Masked divergence D(teacher, student) over the distilled positions.
 
   Args:
-    name: ``"fkl" | "rkl" | "jsd" | "tvd" | "skl"`` (see the module docstring).
+    name: ``"fkl" | "rkl" | "jsd" | "tvd" | "skl"`` (see the module docstring),
+      any name added with ``register_divergence``, or an entry (``JSD(0.3)``).
     teacher_logits: [B, L, V_t] (gradient is not stopped here; callers do that).
     student_logits: [B, L, V_s].
     mask: [B, L] bool, the distilled positions.
     temperature: softmax temperature of both models.
-    beta: JSD interpolation in TRL's convention (0 = fkl, 1 = rkl).
-    alpha: skew of ``"skl"``.
     reduction: ``"token"`` (masked token mean, scalar), ``"sequence"`` (mean of
       per-sequence means, scalar), ``"sum"`` / ``"sequence_sum"`` (the
       ``(sum, count)`` pairs behind them).
     top_k: sparse teacher: renormalise both models over the teacher's top-k ids.
     vocab_size: compare the first ``vocab_size`` ids (None: V_t must equal V_s).
+    **hyperparameters: ``beta=`` (jsd, TRL's convention: 0 = fkl, 1 = rkl),
+      ``alpha=`` (skl), or a registered entry's own fields.
 
   Returns:
     A float32 scalar, or a ``(sum, count)`` pair for the ``*sum`` reductions.
   """
   _check_reduction(reduction)
   values = token_divergence(name, teacher_logits, student_logits,
-                            temperature=temperature, beta=beta, alpha=alpha,
-                            top_k=top_k, vocab_size=vocab_size)
+                            temperature=temperature, top_k=top_k,
+                            vocab_size=vocab_size, **hyperparameters)
   per_sequence = reduction in ("sequence", "sequence_sum")
   total, count = masked_sum_and_count(values, mask, per_sequence=per_sequence)
   if reduction in ("sum", "sequence_sum"):
@@ -315,7 +271,7 @@ def token_cross_entropy(logits: Array, targets: Array) -> Array:
                               axis=-1)[..., 0]
 
 
-def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
+def chunked_divergence(name: str | Divergence, teacher_hidden: Array, student_hidden: Array,
                        teacher_head: HeadFn, student_head: HeadFn, mask: Array,
                        *, teacher_params: Any, student_params: Any,
                        chunk_size: int = 128, reduction: str = "token",
@@ -329,7 +285,7 @@ def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
   ``stop_gradient``; gradients flow to ``student_params`` and ``student_hidden``.
 
   Args:
-    name: divergence name, see ``divergence``.
+    name: divergence name or entry, see ``divergence``.
     teacher_hidden: [B, L, D_teacher] final (normed) hidden states.
     student_hidden: [B, L, D_student].
     teacher_head: ``(teacher_params, hidden [B, C, D_t]) -> logits [B, C, V_t]``.
@@ -340,8 +296,8 @@ def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
     chunk_size: positions per chunk.
     reduction: ``"token"`` or ``"sequence"``: which ``(sum, count)`` pair to
       return (the ``"sum"`` / ``"sequence_sum"`` spellings are accepted too).
-    **kwargs: ``temperature``, ``beta``, ``alpha``, ``top_k``, ``vocab_size`` of
-      ``token_divergence`` (static Python values). With ``vocab_size`` each chunk's
+    **kwargs: ``temperature``, ``top_k``, ``vocab_size`` and the hyperparameters
+      (``beta``, ``alpha``, ...) of ``token_divergence`` (static Python values). With ``vocab_size`` each chunk's
       logits are cut after the heads; to never form the wider logits at all, give
       heads whose weights are already cut (as ``skd_jax.train.step`` does).
 
@@ -349,9 +305,12 @@ def chunked_divergence(name: str, teacher_hidden: Array, student_hidden: Array,
     ``(sum, count)`` float32 scalars.
   """
   _check_reduction(reduction)
+  hyper = {k: kwargs.pop(k) for k in list(kwargs)
+           if k not in ("temperature", "top_k", "vocab_size")}
+  entry = get_divergence(name, **hyper)  # Resolved (and validated) once, not per chunk.
 
   def token_fn(s_params, t_params, s_hidden, t_hidden):
-    return token_divergence(name, teacher_head(t_params, t_hidden),
+    return token_divergence(entry, teacher_head(t_params, t_hidden),
                             student_head(s_params, s_hidden), **kwargs)
 
   return chunked_sum_and_count(

@@ -110,7 +110,7 @@ def _train(state, batch, loss_cfg=LOSS, student_cfg=STUDENT):
 def test_distill_loss_and_grads_equal_naive_full_vocab_loss():
   student, teacher = _params()
   batch = _ragged_batch(1)
-  loss_cfg = step_lib.LossConfig(divergence="jsd", beta=0.3, chunk_size=5)
+  loss_cfg = step_lib.LossConfig(divergence=losses.JSD(beta=0.3), chunk_size=5)
   # Loss positions built by hand from the completion mask, not by the code.
   mask = np.asarray(batch["loss_mask"])
   positions = np.zeros_like(mask)

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from skd_jax import divergences
 from skd_jax import losses
 from skd_jax.models import transformer
 from skd_jax.models.config import ModelConfig
@@ -35,10 +36,11 @@ class LossConfig:
   """Static settings of the training objective (hashable: a jit static arg).
 
   Attributes:
-    divergence: "fkl" | "rkl" | "jsd" | "tvd" | "skl" (see ``skd_jax.losses``).
+    divergence: the registry entry (``skd_jax.divergences``): ``FKL()``,
+      ``JSD(beta=0.3)``, ... A registered name is accepted too and becomes its
+      entry with default hyperparameters; ``loss_config`` builds it from a config
+      section's name and hyperparameter keys (``divergence="jsd", beta=0.3``).
     temperature: softmax temperature of both models in the loss.
-    beta: JSD interpolation, TRL's convention (0 = fkl, 1 = rkl).
-    alpha: skew of "skl".
     top_k: sparse teacher (renormalise both over the teacher's top-k), or None.
     reduction: "token" (token-weighted mean) | "sequence" (mean of per-sequence
       means, the SKD paper's).
@@ -53,10 +55,8 @@ class LossConfig:
       Qwen2-0.5B 151,936). None: the vocabularies must match (a ValueError names
       both sizes otherwise). The driver passes ``sampler.shared_vocab_size``.
   """
-  divergence: str = "fkl"
+  divergence: divergences.Divergence | str = "fkl"
   temperature: float = 1.0
-  beta: float = 0.5
-  alpha: float = 0.1
   top_k: int | None = None
   reduction: str = "token"
   chunk_size: int = 32
@@ -65,27 +65,33 @@ class LossConfig:
   shared_vocab_size: int | None = None
 
   def __post_init__(self):
-    if self.divergence not in losses.DIVERGENCES:
-      raise ValueError(f"unknown divergence {self.divergence!r}")
+    object.__setattr__(self, "divergence", divergences.get_divergence(self.divergence))
     if self.reduction not in ("token", "sequence"):
-      raise ValueError(f"reduction must be 'token' or 'sequence', "
-                       f"got {self.reduction!r}")
+      raise ValueError(f"reduction={self.reduction!r} must be 'token' or 'sequence'.")
     if self.shared_vocab_size is not None and self.shared_vocab_size < 1:
-      raise ValueError(f"shared_vocab_size must be >= 1 or None, "
-                       f"got {self.shared_vocab_size}")
+      raise ValueError(f"shared_vocab_size={self.shared_vocab_size} must be >= 1 or None.")
 
 
 def loss_config(config: Any = None, **overrides) -> LossConfig:
   """A LossConfig from a dataclass, ml_collections ConfigDict or mapping.
 
-  ``overrides`` replace fields, e.g. the driver's
+  Keys that are not LossConfig fields are divergence hyperparameters: the chosen
+  entry takes its own (``divergence="jsd", beta=0.3`` -> ``JSD(beta=0.3)``), and
+  every registered entry validates the values of its fields even when another
+  divergence is chosen (a bad ``loss.beta`` is reported under "fkl" too). A key
+  that is neither is an error. ``overrides`` replace keys, e.g. the driver's
   ``loss_config(config.loss, shared_vocab_size=config.sampler.shared_vocab_size)``
   (0 or None = no shared size).
+
+  Raises:
+    ValueError: an unknown key, divergence or bad hyperparameter; the message
+      starts with the key, ``beta=1.5 must be in [0, 1].``, so that callers can
+      prefix the config section (``loss.``).
   """
   if config is None:
     values = {}
   elif isinstance(config, LossConfig):
-    values = dataclasses.asdict(config)
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
   elif hasattr(config, "to_dict"):
     values = dict(config.to_dict())
   else:
@@ -93,7 +99,16 @@ def loss_config(config: Any = None, **overrides) -> LossConfig:
   values.update(overrides)
   if "shared_vocab_size" in values:
     values["shared_vocab_size"] = int(values["shared_vocab_size"] or 0) or None
-  return LossConfig(**values)
+  fields = {f.name for f in dataclasses.fields(LossConfig)}
+  hyper = {k: v for k, v in values.items() if k not in fields}
+  unknown = set(hyper) - divergences.hyperparameter_names()
+  if unknown:
+    raise ValueError(f"{sorted(unknown)[0]}: not a loss key. LossConfig fields: "
+                     f"{sorted(fields)}; divergence hyperparameters: "
+                     f"{sorted(divergences.hyperparameter_names())}.")
+  divergences.validate_hyperparameters(hyper)
+  entry = divergences.get_divergence(values.pop("divergence", "fkl"), **hyper)
+  return LossConfig(divergence=entry, **{k: v for k, v in values.items() if k in fields})
 
 
 def loss_positions(loss_mask: Array) -> Array:
@@ -175,8 +190,7 @@ def distill_sum_and_count(student_params, teacher_params, batch: Batch, *,
       teacher_params=_head_params(teacher_params, teacher_cfg, vocab),
       student_params=_head_params(student_params, student_cfg, vocab),
       chunk_size=loss_cfg.chunk_size, reduction=loss_cfg.reduction,
-      temperature=loss_cfg.temperature, beta=loss_cfg.beta,
-      alpha=loss_cfg.alpha, top_k=loss_cfg.top_k, vocab_size=vocab)
+      temperature=loss_cfg.temperature, top_k=loss_cfg.top_k, vocab_size=vocab)
 
 
 def sft_sum_and_count(student_params, batch: Batch, *,
