@@ -4,6 +4,7 @@
     python bench/compile_topologies.py --summary        # planner errors of the results so far
     python bench/compile_topologies.py --markdown       # the docs/SCALING.md table
     python bench/compile_topologies.py --refresh        # analytic + planner fields, current code
+    python bench/compile_topologies.py --setups=tiny --results=/tmp/compile   # checks it runs
 
 Each (setup, topology, mesh, variant) runs `python -m skd_jax.compile` in its own
 process (one at a time: a 7B-scale compile takes minutes and GiBs of host
@@ -17,7 +18,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+import benchutil  # bench/benchutil.py (the script's folder is on sys.path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results", "compile")
@@ -26,7 +28,9 @@ LOGS = "/tmp/compile_logs"
 SETUPS = {
     "gemma": "configs/gemma_translate.py",
     "qwen": "configs/qwen_translate.py",
+    "tiny": "configs/gemma_translate.py:tiny",   # Checks the sweep runs (seconds), --results elsewhere.
 }
+PAPER_SETUPS = ("gemma", "qwen")
 # (topology, mesh, variant, extra flags). Variant "" runs the config as it is (the
 # paper's settings: remat off); "remat" recompiles only the train step with
 # per-layer rematerialisation (nothing else depends on it); "fsdpteacher" gives
@@ -62,6 +66,7 @@ RUNS = {
         ("v4:2x2x1", "1,1,4", "", ()),
         ("v4:2x2x1", "1,4,1", "", ()),
     ],
+    "tiny": [("v5e:2x2", "1,1,4", "", ())],
 }
 
 
@@ -79,16 +84,17 @@ def run_one(setup, topology, mesh, variant, extra, timeout):
   cmd = [sys.executable, "-m", "skd_jax.compile", f"--config={SETUPS[setup]}",
          f"--topology={topology}", f"--mesh={mesh}", f"--json={out}", *extra]
   print(f"run  {name}: {' '.join(cmd[1:])}", flush=True)
-  tic = time.time()
   with open(os.path.join(LOGS, name + ".log"), "w") as log:
     log.write(" ".join(cmd) + "\n")
     log.flush()
     try:
-      rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                          timeout=timeout).returncode
+      proc, seconds = benchutil.timed(subprocess.run, cmd, cwd=ROOT, stdout=log,
+                                      stderr=subprocess.STDOUT, timeout=timeout)
+      rc = proc.returncode
     except subprocess.TimeoutExpired:
-      rc = "timeout"
-  print(f"     {name}: rc={rc} in {time.time() - tic:.0f} s", flush=True)
+      rc, seconds = "timeout", timeout
+  print(f"     {name}: rc={rc} in {seconds:.0f} s (load average {benchutil.loadavg()})",
+        flush=True)
 
 
 def _flags(setup, name):
@@ -269,14 +275,19 @@ def markdown():
 
 
 def main():
+  global RESULTS
   p = argparse.ArgumentParser()
   p.add_argument("--summary", action="store_true")
   p.add_argument("--markdown", action="store_true")
   p.add_argument("--refresh", action="store_true",
                  help="recompute the analytic and planner fields of the results")
-  p.add_argument("--setups", default=",".join(SETUPS))
+  p.add_argument("--setups", default=",".join(PAPER_SETUPS),
+                 help=f"comma list of {sorted(SETUPS)}")
+  p.add_argument("--results", default=RESULTS,
+                 help="where the JSON results go (e.g. /tmp/compile for --setups=tiny)")
   p.add_argument("--timeout", type=int, default=3600, help="seconds per compile run")
   args = p.parse_args()
+  RESULTS = args.results
   if args.summary:
     summary()
     return

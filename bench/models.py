@@ -23,7 +23,8 @@ Measures:
          max_new_tokens=64, min_new_tokens=64)` with `torch.set_num_threads(2)`.
      Per-token ms is the whole generation (prefill included) over 64; the decode
      step ms excludes the prefill (torch: (t[64 new] - t[1 new]) / 63).
-     Timings are medians over `--repeats` runs after one warm-up run.
+     Timings are medians over `--repeats` runs after one warm-up run
+     (`benchutil.measure`; each row records the load average it ran under).
 
 Results go to bench/results/models.json (or `--json`).
 """
@@ -34,7 +35,6 @@ import functools
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -64,31 +64,10 @@ def _maxrss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _loadavg() -> float:
-  try:
-    return round(os.getloadavg()[0], 2)
-  except OSError:
-    return float("nan")
-
-
 def _machine() -> dict:
   import torch
   import transformers
   return benchutil.machine(torch=torch.__version__, transformers=transformers.__version__)
-
-
-def _timed(fn):
-  """(result, seconds) of fn() with its outputs made ready."""
-  import jax
-  start = time.perf_counter()
-  out = jax.block_until_ready(fn())
-  return out, time.perf_counter() - start
-
-
-def _median_runs(fn, repeats: int) -> list[float]:
-  """One warm-up call, then the seconds of `repeats` calls."""
-  fn()
-  return [fn() for _ in range(repeats)]
 
 
 # ----------------------------------------------------------------------------
@@ -105,18 +84,14 @@ def _load_child(kind: str, path: str) -> dict:
   import_s = time.perf_counter() - start
   rss_before = _maxrss_bytes()
   directory, filename = os.path.split(path)
-  start = time.perf_counter()
   if kind.startswith("torch:"):
     dtype = kind.split(":", 1)[1]
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        directory, gguf_file=filename, dtype=getattr(torch, dtype))
-    load_s = time.perf_counter() - start
+    model, load_s = benchutil.timed(transformers.AutoModelForCausalLM.from_pretrained,
+                                    directory, gguf_file=filename, dtype=getattr(torch, dtype))
     params_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     num_params = sum(p.numel() for p in model.parameters())
   else:
-    model = skd_jax.load_model(path, dtype=kind)
-    jax.block_until_ready(model.params)
-    load_s = time.perf_counter() - start
+    model, load_s = benchutil.timed(skd_jax.load_model, path, dtype=kind)   # params ready
     leaves = jax.tree.leaves(model.params)
     params_bytes = sum(x.nbytes for x in leaves)
     num_params = sum(int(np.prod(x.shape)) for x in leaves)
@@ -179,16 +154,13 @@ def bench_compile(layer_counts: list[int], repeats: int, batch: int = 1) -> list
     for name, fn, args in (("prefill", prefill, (params, prompt, lengths, cache)),
                            ("decode", decode, (params, token, cache))):
       lower_s, compile_s = [], []
-      for _ in range(repeats):
+      for _ in range(repeats):   # No warm-up: the first compile is the figure.
         jax.clear_caches()
-        start = time.perf_counter()
-        lowered = jax.jit(fn).lower(*args)
-        mid = time.perf_counter()
-        lowered.compile()
-        lower_s.append(mid - start)
-        compile_s.append(time.perf_counter() - mid)
+        lowered, seconds = benchutil.timed(jax.jit(fn).lower, *args)
+        lower_s.append(seconds)
+        compile_s.append(benchutil.timed(lowered.compile)[1])
       row = {"num_layers": n, "fn": name, "batch": batch,
-             "lower_s": statistics.median(lower_s), "compile_s": statistics.median(compile_s),
+             "lower_s": benchutil.median(lower_s), "compile_s": benchutil.median(compile_s),
              "compile_s_all": compile_s}
       rows.append(row)
       print(f"  compile {name:8s} {n:2d} layers: lower {row['lower_s']:.2f} s, "
@@ -253,44 +225,41 @@ def bench_jax_decode(model, prompts, repeats: int) -> dict:
   from skd_jax.models import transformer
 
   cfg, params = model.config, model.params
-  prefill, step, fused = _jax_generators(cfg)
+  prefill, step, fused_fn = _jax_generators(cfg)
   prompt = jnp.asarray(prompts)
   lengths = jnp.full((prompt.shape[0],), PROMPT_LEN, jnp.int32)
-  last = {}
 
-  def run_loop():
-    cache = jax.block_until_ready(transformer.init_cache(cfg, prompt.shape[0], PROMPT_LEN + NEW_TOKENS))
-    start = time.perf_counter()
-    token, cache = jax.block_until_ready(prefill(params, prompt, lengths, cache))
-    mid = time.perf_counter()
+  def decode_rest(token, cache):
     tokens = [token]
     for _ in range(NEW_TOKENS - 1):
       token, cache = step(params, token, cache)
       tokens.append(token)
-    jax.block_until_ready(token)
-    end = time.perf_counter()
-    last["loop"] = np.stack([np.asarray(t) for t in tokens], axis=1)
-    return {"total_s": end - start, "prefill_s": mid - start, "decode_s": end - mid}
+    return tokens
 
-  def run_fused():
-    out, seconds = _timed(lambda: fused(params, prompt, lengths))
-    last["fused"] = np.asarray(out)
-    return {"total_s": seconds}
+  def run_loop(cache):
+    """Prefill, then the decode steps driven from Python; seconds of each part."""
+    (token, cache), prefill_s = benchutil.timed(prefill, params, prompt, lengths, cache)
+    tokens, decode_s = benchutil.timed(decode_rest, token, cache)
+    return {"prefill_s": prefill_s, "decode_s": decode_s,
+            "tokens": np.stack([np.asarray(t) for t in tokens], axis=1)}
 
-  loop_runs = _median_runs(run_loop, repeats)
-  print(f"    jax loop runs: {[round(r['total_s'], 2) for r in loop_runs]} s", flush=True)
-  fused_runs = _median_runs(run_fused, repeats)
-  print(f"    jax fused runs: {[round(r['total_s'], 2) for r in fused_runs]} s", flush=True)
-  med = lambda runs, key: statistics.median(r[key] for r in runs)
+  # A fresh cache per call (the jitted prefill donates it), made outside the clock.
+  new_cache = lambda: transformer.init_cache(cfg, prompt.shape[0], PROMPT_LEN + NEW_TOKENS)
+  loop = benchutil.measure(run_loop, repeats=repeats, setup=new_cache)
+  # The loop's total is prefill + decode (the tokens' copy to numpy is not timed).
+  loop_total = [o["prefill_s"] + o["decode_s"] for o in loop.outputs]
+  print(f"    jax loop runs: {[round(s, 2) for s in loop_total]} s", flush=True)
+  fused = benchutil.measure(lambda: fused_fn(params, prompt, lengths), repeats=repeats)
+  print(f"    jax fused runs: {[round(s, 2) for s in fused.all_s]} s", flush=True)
   return {
-      "loop_total_s": med(loop_runs, "total_s"),
-      "loop_prefill_s": med(loop_runs, "prefill_s"),
-      "loop_decode_step_s": med(loop_runs, "decode_s") / (NEW_TOKENS - 1),
-      "loop_total_s_all": [r["total_s"] for r in loop_runs],
-      "fused_total_s": med(fused_runs, "total_s"),
-      "fused_total_s_all": [r["total_s"] for r in fused_runs],
-      "tokens": last["fused"],
-      "loop_equals_fused": bool(np.array_equal(last["loop"], last["fused"])),
+      "loop_total_s": benchutil.median(loop_total),
+      "loop_prefill_s": benchutil.median(o["prefill_s"] for o in loop.outputs),
+      "loop_decode_step_s": benchutil.median(o["decode_s"] for o in loop.outputs) / (NEW_TOKENS - 1),
+      "loop_total_s_all": loop_total,
+      "fused_total_s": fused.median_s,
+      "fused_total_s_all": list(fused.all_s),
+      "tokens": np.asarray(fused.last),
+      "loop_equals_fused": bool(np.array_equal(loop.last["tokens"], np.asarray(fused.last))),
   }
 
 
@@ -302,21 +271,16 @@ def bench_torch_decode(model, prompts, repeats: int) -> dict:
   mask = torch.ones_like(ids)
 
   def generate(new_tokens):
-    start = time.perf_counter()
     with torch.inference_mode():
-      out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new_tokens,
-                           min_new_tokens=new_tokens, pad_token_id=0)
-    return time.perf_counter() - start, out[:, PROMPT_LEN:].numpy()
+      return model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new_tokens,
+                            min_new_tokens=new_tokens, pad_token_id=0)
 
-  generate(NEW_TOKENS)   # warm-up
-  full = [generate(NEW_TOKENS) for _ in range(repeats)]
-  print(f"    torch runs: {[round(t, 2) for t, _ in full]} s", flush=True)
-  one = [generate(1)[0] for _ in range(repeats)]
-  total = statistics.median(t for t, _ in full)
-  prefill = statistics.median(one)
-  return {"total_s": total, "prefill_s": prefill,
-          "decode_step_s": (total - prefill) / (NEW_TOKENS - 1),
-          "total_s_all": [t for t, _ in full], "tokens": full[-1][1]}
+  full = benchutil.measure(lambda: generate(NEW_TOKENS), repeats=repeats)
+  print(f"    torch runs: {[round(t, 2) for t in full.all_s]} s", flush=True)
+  one = benchutil.measure(lambda: generate(1), repeats=repeats, warmup=0)
+  return {"total_s": full.median_s, "prefill_s": one.median_s,
+          "decode_step_s": (full.median_s - one.median_s) / (NEW_TOKENS - 1),
+          "total_s_all": list(full.all_s), "tokens": full.last[:, PROMPT_LEN:].numpy()}
 
 
 def bench_decode(path: str, dtypes: list[str], batches: list[int], repeats: int,
@@ -350,7 +314,7 @@ def bench_decode(path: str, dtypes: list[str], batches: list[int], repeats: int,
     ref = ref.to(getattr(torch, dtype))
     for batch in batches:
       prompts = _prompts(tokenizer, batch)
-      load_before = _loadavg()
+      load_before = benchutil.loadavg()
       ours = bench_jax_decode(model, prompts, repeats)
       theirs = bench_torch_decode(ref, prompts, repeats)
       agree = float(np.mean(ours["tokens"] == theirs["tokens"]))
@@ -372,7 +336,7 @@ def bench_decode(path: str, dtypes: list[str], batches: list[int], repeats: int,
           "loop_equals_fused": ours["loop_equals_fused"],
           "tokens_equal_torch_fraction": agree,
           "shared_prefix_with_torch": prefix,
-          "loadavg_before": load_before, "loadavg_after": _loadavg(),
+          "loadavg_before": load_before, "loadavg_after": benchutil.loadavg(),
       }
       row["ratio_torch_over_jax_loop"] = row["torch_ms_per_token"] / row["jax_loop_ms_per_token"]
       row["ratio_torch_over_jax_fused"] = row["torch_ms_per_token"] / row["jax_fused_ms_per_token"]
@@ -459,14 +423,14 @@ def main():
   results = {"settings": {"quick": args.quick, "repeats": repeats, "prompt_len": PROMPT_LEN,
                           "new_tokens": NEW_TOKENS, "checkpoint": os.path.basename(path),
                           "torch_threads": 2},
-             "machine": _machine(), "loadavg_start": _loadavg()}
+             "machine": _machine(), "loadavg_start": benchutil.loadavg()}
   start = time.perf_counter()
   os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
 
   def save(decode_rows=None):   # after every section, so a cut-short run keeps its figures
     if decode_rows is not None:
       results["decode"] = decode_rows
-    results["loadavg_end"] = _loadavg()
+    results["loadavg_end"] = benchutil.loadavg()
     results["wall_s"] = time.perf_counter() - start
     with open(args.json, "w") as f:
       json.dump(results, f, indent=2,

@@ -4,10 +4,12 @@
                                                   # pair (b) 15 min on the loaded 2 cores
     python bench/sampler.py --quick               # fewer gammas/runs (still minutes)
     python bench/sampler.py --skip-real           # benchmark pair only
+    python bench/sampler.py --tiny --json /tmp/s.json   # random tiny pair: the script runs
     python bench/sampler.py --pair-dir DIR        # default $SKD_BENCH_PAIR or
                                                   # ~/.cache/skd-bench-pair
 
-Settings are the official code's (REFERENCE.md): acceptance K = 25 tested on the
+Settings are the official code's (google-research speculative_kd, as measured on
+this machine for the project's reference notes): acceptance K = 25 tested on the
 teacher's *warped* distribution (`acceptance="warped"`, as the official code does;
 the "raw" test is reported on one extra row), temperature 0.2, top-p 0.5 and
 sampling top-k 50 for both models, 128 new tokens, float32. No stop ids
@@ -35,13 +37,17 @@ Reference step times (same run, same cache size = 64 + 128 + gamma slots), each
 timed as a jitted `fori_loop` of n steps / n, so dispatch is amortised:
   * student one-token decode forward, teacher gamma-token block forward;
   * student sampling of one token (T, top-p, top-k warp + categorical);
-  * the teacher's warped top-K test of gamma drafts + one replacement sample;
-  * both prefills; one teacher-forced forward over the finished [B, 192] rows.
+  * the sampler's own round blocks (`sampling.sampler._draft`: gamma student decode
+    steps with sampling; `_verify`: the teacher block forward, the warped top-K test
+    and one replacement sample);
+  * both prefills (the sampler's `_prefill`); one teacher-forced forward over the
+    finished [B, 192] rows (`skd_jax.logits`).
+Every figure is `benchutil.measure`'s median after a warm-up call.
 Ratios:
   1. tokens/s vs the official code's 34 new tokens/s (batch 1, pair (a));
   2. loop overhead = T_skd / sum_rounds(gamma * t_student_step + t_teacher_block)
-     (forward-only denominator; a second figure adds sampling, the acceptance
-     test and the prefills);
+     (forward-only denominator; a second figure uses the draft and verify blocks,
+     which add sampling and the acceptance test, plus the prefills);
   3. T_skd / (T_student + T_teacher_forward).
 
 Results go to bench/results/sampler.json (or `--json`).
@@ -52,7 +58,6 @@ import argparse
 import functools
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -66,7 +71,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import skd_jax  # pylint: disable=g-import-not-at-top
-from skd_jax.models import model as model_lib  # pylint: disable=g-import-not-at-top
 from skd_jax.models import transformer  # pylint: disable=g-import-not-at-top
 from skd_jax.sampling import api  # pylint: disable=g-import-not-at-top
 from skd_jax.sampling import distributions  # pylint: disable=g-import-not-at-top
@@ -78,7 +82,9 @@ CACHE_DIR = os.path.expanduser("~/.cache/skd_jax/jax_compile_cache_bench_sampler
 PROMPTS = "/work/shared/bench/bench_prompts.json"
 NEW_TOKENS = 128
 PROMPT_LEN = 64
-OFFICIAL_TOKENS_PER_S = 34.0     # REFERENCE.md: SKD rollout, batch 1, pair (a), gamma 5
+# The official code's SKD rollout measured on this 2-core machine: batch 1, pair (a),
+# gamma 5, 3.76 s per 128 new tokens, 0.59 of tested student tokens accepted.
+OFFICIAL_TOKENS_PER_S = 34.0
 OFFICIAL_ACCEPTANCE = 0.59
 GAMMAS = (1, 2, 3, 5, 8)       # 4 left out: every program costs ~1 min of compile here
 ENGLISH = (
@@ -109,10 +115,6 @@ def _machine() -> dict:
   return benchutil.machine()
 
 
-def _median(xs):
-  return float(statistics.median(xs)) if xs else float("nan")
-
-
 DECODE_LAYOUT = "auto"   # --decode-layout: how the rollout's loop holds the weights.
 
 
@@ -122,22 +124,11 @@ def _per_layer() -> bool:
 
 
 def sampler_config(method: str, gamma: int = 1, acceptance: str = "warped") -> SamplerConfig:
-  """The official code's sampling settings (REFERENCE.md) for one method."""
+  """The official code's sampling settings (T 0.2, top-p 0.5, top-k 50, K 25) for one method."""
   return SamplerConfig(method=method, top_k=25, gamma=gamma, student_temperature=0.2,
                        teacher_temperature=0.2, top_p=0.5, sampling_top_k=50,
                        acceptance=acceptance, max_new_tokens=NEW_TOKENS, stop_ids=(),
                        decode_layout=DECODE_LAYOUT)
-
-
-def _time_loop(fn, args, n: int, repeats: int) -> float:
-  """Seconds per step of `fn(*args, n)` (a jitted loop of n steps): median / n."""
-  jax.block_until_ready(fn(*args, n))           # compile
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args, n))
-    times.append(time.perf_counter() - start)
-  return _median(times) / n
 
 
 # ----------------------------------------------------------------------------
@@ -159,9 +150,10 @@ class Program:
     args = (jnp.asarray(tokens), jnp.asarray(lengths),
             sampler.row_keys_for(jax.random.PRNGKey(seed), len(prompts)), dyn)
     jax.block_until_ready(args)
-    start = time.perf_counter()   # The weight layout conversion counts (done per rollout).
-    out = jax.block_until_ready(api.run_rollout(self.student, self.teacher, *args, static))
-    return time.perf_counter() - start, jax.device_get(out)
+    # Timed one call at a time (the caller runs the programs round-robin); the
+    # weight layout conversion counts (run_rollout does it per rollout).
+    out, seconds = benchutil.timed(api.run_rollout, self.student, self.teacher, *args, static)
+    return seconds, jax.device_get(out)
 
   def record(self, seconds, out):
     self.times.append(seconds)
@@ -171,7 +163,7 @@ class Program:
     assert int(np.min(out.length - out.prompt_length)) == NEW_TOKENS, "budget not honoured"
 
   def summary(self) -> dict:
-    t = _median(self.times)
+    t = benchutil.median(self.times)
     tested = sum(self.tested)
     return {
         "name": self.name, "method": self.method, "gamma": self.gamma, "batch": self.batch,
@@ -184,103 +176,129 @@ class Program:
     }
 
 
+def _loop_shapes(student, teacher, batch: int, gamma: int):
+  """(static, dyn, row_keys) of the skd rollout at this batch/gamma, as `api.prepare` makes them."""
+  prompts = [[1000 % student.config.vocab_size] * PROMPT_LEN] * batch
+  static, dyn, _, _ = api.prepare(student, teacher, prompts, sampler_config("skd", gamma))
+  return static, dyn, sampler.row_keys_for(jax.random.PRNGKey(0), batch)
+
+
+def _filled_cache(cfg, batch: int, static):
+  """A cache of the loop's width, half way through the completion (end_index set)."""
+  cache = transformer.init_cache(cfg, batch, PROMPT_LEN + NEW_TOKENS + static.gamma)
+  return cache.replace(end_index=jnp.full((batch,), PROMPT_LEN + NEW_TOKENS // 2, jnp.int32))
+
+
+def _per_step(fn, n: int, repeats: int) -> float:
+  """Seconds per step of `fn(n)`, a jitted loop of n steps (dispatch amortised)."""
+  return benchutil.measure(lambda: fn(n), repeats=repeats).median_s / n
+
+
+# Jitted loops of n calls of the library's own functions. Each step rewinds the
+# cache to the same fill and feeds its output into the next step, so XLA can
+# neither hoist the call out of the loop nor drop unread logits.
+@functools.partial(jax.jit, static_argnames=("cfg", "n"))
+def _forward_steps(params, cache, block, cfg, n):
+  """n `transformer.forward` calls of a [B, T] block (every logit consumed)."""
+  def body(_, carry):
+    cache, acc = carry
+    logits, new = transformer.forward(params, block, cfg, cache=cache)
+    return new.replace(end_index=cache.end_index), acc + jnp.max(logits, axis=(1, 2))
+  return jax.lax.fori_loop(0, n, body, (cache, jnp.zeros((block.shape[0],), jnp.float32)))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("sampling_top_k", "n"))
+def _sample_steps(logits, dyn, sampling_top_k, n):
+  """n `distributions.sample` draws of one token per row [B, V], at the student's settings."""
+  batch = logits.shape[0]
+  def body(i, acc):
+    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), i), batch)
+    return acc + distributions.sample(keys, logits + acc[:, None].astype(jnp.float32),
+                                      dyn.student_temperature, dyn.student_top_p, sampling_top_k)
+  return jax.lax.fori_loop(0, n, body, jnp.zeros((batch,), jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "static", "n"))
+def _draft_steps(params, cache, row_keys, dyn, cfg, static, n):
+  """n calls of the sampler's `_draft`: gamma student decode steps with sampling."""
+  index = cache.end_index - PROMPT_LEN + 1
+  def body(_, carry):
+    cache, pending = carry
+    drafts, new = sampler._draft(params, cfg, cache, pending, index, row_keys, static, dyn)  # pylint: disable=protected-access
+    return new.replace(end_index=cache.end_index), drafts[:, -1]
+  pending = jnp.full(cache.end_index.shape, 1000, jnp.int32)
+  return jax.lax.fori_loop(0, n, body, (cache, pending))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "static", "n"))
+def _verify_steps(params, cache, drafts, row_keys, dyn, cfg, static, n):
+  """n calls of the sampler's `_verify`: one teacher block forward, the top-K test, a replacement."""
+  index = cache.end_index - PROMPT_LEN + 1
+  def body(_, carry):
+    cache, drafts = carry
+    tokens, _, _, _, new = sampler._verify(params, cfg, cache, drafts[:, 0], drafts, index,  # pylint: disable=protected-access
+                                           row_keys, static, dyn)
+    return new.replace(end_index=cache.end_index), tokens
+  return jax.lax.fori_loop(0, n, body, (cache, drafts))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "cache_length", "rules"))
+def _prefill(params, tokens, lengths, cfg, cache_length, rules):
+  """The sampler's own `_prefill` (a cache holding every prompt token but the last)."""
+  return sampler._prefill(params, cfg, tokens, lengths, cache_length, rules)  # pylint: disable=protected-access
+
+
 def step_times(student, teacher, batch: int, gammas, repeats: int) -> dict:
-  """Per-step seconds of the sampler's building blocks on caches of the loop's size."""
+  """Per-step seconds of the sampler's building blocks on caches of the loop's size.
+
+  The blocks are the library's own functions (`transformer.forward`,
+  `distributions.sample`, `sampling.sampler._draft/_verify/_prefill`, `skd_jax.logits`),
+  with the weights in the layout the rollout's loop uses (`sampler.loop_params`).
+  """
   s_cfg, t_cfg = student.config, teacher.config
-  v = s_cfg.vocab_size
-  temp, top_p, k_accept, k_sample = 0.2, 0.5, 25, 50
-  out = {}
-
-  def filled(cfg, width):
-    cache = transformer.init_cache(cfg, batch, width)
-    return cache.replace(end_index=jnp.full((batch,), PROMPT_LEN + NEW_TOKENS // 2, jnp.int32))
-
-  @functools.partial(jax.jit, static_argnames=("cfg", "n"))
-  def block_forward(params, cache, block, cfg, n):
-    """n forwards of a [B, T] block on the same cache fill (rewound every step).
-
-    Called with the weights laid out as the rollout's loop holds them (`--decode-layout`).
-    """
-
-    def body(_, carry):
-      cache, acc = carry
-      logits, new = transformer.forward(params, block, cfg, cache=cache)
-      # Consume every logit (the sampler does): reading one would let XLA skip
-      # most of the vocabulary matmul.
-      return new.replace(end_index=cache.end_index), acc + jnp.max(logits, axis=(1, 2))
-    return jax.lax.fori_loop(0, n, body, (cache, jnp.zeros((batch,), jnp.float32)))[1]
-
-  @functools.partial(jax.jit, static_argnames=("n",))
-  def sample_steps(logits, key, n):
-    def body(i, acc):
-      keys = jax.random.split(jax.random.fold_in(key, i), batch)
-      return acc + distributions.sample(keys, logits + acc[:, None].astype(jnp.float32),
-                                        jnp.float32(temp), jnp.float32(top_p), k_sample)
-    return jax.lax.fori_loop(0, n, body, jnp.zeros((batch,), jnp.int32))
-
-  @functools.partial(jax.jit, static_argnames=("n",))
-  def accept_steps(logits, drafts, key, n):
-    """The warped top-K test of g drafts + one teacher replacement sample (as `_verify`)."""
-    def body(i, acc):
-      lg = logits + acc[:, None, None].astype(jnp.float32)
-      warped = distributions.warp(lg, jnp.float32(temp), jnp.float32(top_p), k_sample)
-      ok = distributions.in_top_k(warped, drafts, jnp.int32(k_accept))
-      keys = jax.random.split(jax.random.fold_in(key, i), batch)
-      rep = distributions.sample(keys, lg[:, 0], jnp.float32(temp), jnp.float32(top_p), k_sample)
-      return acc + jnp.sum(ok, axis=1).astype(jnp.int32) + rep
-    return jax.lax.fori_loop(0, n, body, jnp.zeros((batch,), jnp.int32))
-
-  width1 = PROMPT_LEN + NEW_TOKENS + 1
-  if _per_layer():
-    student = model_lib.Model(s_cfg, transformer.decode_layout(student.params, s_cfg))
-    teacher = model_lib.Model(t_cfg, transformer.decode_layout(teacher.params, t_cfg))
-  token = jnp.full((batch, 1), 1000, jnp.int32)
-  out["student_decode_forward_s"] = _time_loop(
-      lambda c, n: block_forward(student.params, c, token, s_cfg, n), (filled(s_cfg, width1),),
-      32, repeats)
-  out["teacher_decode_forward_s"] = _time_loop(
-      lambda c, n: block_forward(teacher.params, c, token, t_cfg, n), (filled(t_cfg, width1),),
-      16, repeats)
-  rng = np.random.default_rng(0)
-  logits = jnp.asarray(rng.normal(size=(batch, v)).astype(np.float32) * 3)
-  out["sample_one_token_s"] = _time_loop(
-      lambda n: sample_steps(logits, jax.random.PRNGKey(0), n), (), 32, repeats)
+  static1, dyn1, keys = _loop_shapes(student, teacher, batch, 1)
+  s_params = sampler.loop_params(student.params, s_cfg, static1)
+  t_params = sampler.loop_params(teacher.params, t_cfg, static1)
+  token = jnp.full((batch, 1), 1000 % static1.vocab_size, jnp.int32)
+  s_cache, t_cache = _filled_cache(s_cfg, batch, static1), _filled_cache(t_cfg, batch, static1)
+  out = {
+      "student_decode_forward_s": _per_step(
+          lambda n: _forward_steps(s_params, s_cache, token, s_cfg, n), 32, repeats),
+      "teacher_decode_forward_s": _per_step(
+          lambda n: _forward_steps(t_params, t_cache, token, t_cfg, n), 16, repeats),
+  }
+  logits = jnp.asarray(np.random.default_rng(0).normal(size=(batch, static1.vocab_size))
+                       .astype(np.float32) * 3)
+  out["sample_one_token_s"] = _per_step(
+      lambda n: _sample_steps(logits, dyn1, static1.sampling_top_k, n), 32, repeats)
   per_gamma = {}
   for g in gammas:
-    width = PROMPT_LEN + NEW_TOKENS + g
-    block = jnp.full((batch, g), 1000, jnp.int32)
-    row = {
-        "student_decode_forward_s": _time_loop(
-            lambda c, n: block_forward(student.params, c, token, s_cfg, n),
-            (filled(s_cfg, width),), 32, repeats),
-        "teacher_block_forward_s": _time_loop(
-            lambda c, n, block=block: block_forward(teacher.params, c, block, t_cfg, n),
-            (filled(t_cfg, width),), 16, repeats),
+    static, dyn, keys = _loop_shapes(student, teacher, batch, g)
+    s_cache, t_cache = _filled_cache(s_cfg, batch, static), _filled_cache(t_cfg, batch, static)
+    block = jnp.full((batch, g), 1000 % static.vocab_size, jnp.int32)
+    per_gamma[str(g)] = {
+        "student_decode_forward_s": _per_step(
+            lambda n: _forward_steps(s_params, s_cache, token, s_cfg, n), 32, repeats),
+        "teacher_block_forward_s": _per_step(
+            lambda n: _forward_steps(t_params, t_cache, block, t_cfg, n), 16, repeats),
+        "student_draft_s": _per_step(
+            lambda n: _draft_steps(s_params, s_cache, keys, dyn, s_cfg, static, n), 8, repeats),
+        "teacher_verify_s": _per_step(
+            lambda n: _verify_steps(t_params, t_cache, block, keys, dyn, t_cfg, static, n),
+            8, repeats),
     }
-    glogits = jnp.asarray(rng.normal(size=(batch, g, v)).astype(np.float32) * 3)
-    drafts = jnp.asarray(rng.integers(0, v, (batch, g)).astype(np.int32))
-    row["accept_test_s"] = _time_loop(
-        lambda n, gl=glogits, d=drafts: accept_steps(gl, d, jax.random.PRNGKey(1), n), (),
-        8, repeats)
-    per_gamma[str(g)] = row
   out["per_gamma"] = per_gamma
 
-  @functools.partial(jax.jit, static_argnames=("cfg",))
-  def prefill(params, tokens, lengths, cfg):
-    """As the sampler's prefill: a cache holding every prompt token but the last."""
-    cache = transformer.init_cache(cfg, tokens.shape[0], PROMPT_LEN + NEW_TOKENS + 5)
-    return transformer.forward(params, tokens, cfg, cache=cache, lengths=lengths - 1)[1]
-
-  prompt = jnp.full((batch, PROMPT_LEN), 1000, jnp.int32)
+  prompt = jnp.full((batch, PROMPT_LEN), 1000 % static1.vocab_size, jnp.int32)
   lengths = jnp.full((batch,), PROMPT_LEN, jnp.int32)
-  for name, m in (("student", student), ("teacher", teacher)):
-    out[f"{name}_prefill_s"] = _time_loop(
-        lambda n, m=m: [prefill(m.params, prompt, lengths, m.config) for _ in range(n)][-1],
-        (), 1, repeats)
-  seq = jnp.full((batch, PROMPT_LEN + NEW_TOKENS), 1000, jnp.int32)
-  out["teacher_forward_full_s"] = _time_loop(
-      lambda n: [model_lib._logits(teacher.params, seq, t_cfg) for _ in range(n)][-1],  # pylint: disable=protected-access
-      (), 1, repeats)
+  width = PROMPT_LEN + NEW_TOKENS + 1
+  for name, params, cfg, rules in (("student", s_params, s_cfg, static1.student_rules),
+                                   ("teacher", t_params, t_cfg, static1.teacher_rules)):
+    out[f"{name}_prefill_s"] = benchutil.measure(
+        lambda: _prefill(params, prompt, lengths, cfg, width, rules), repeats=repeats).median_s
+  seq = np.full((batch, PROMPT_LEN + NEW_TOKENS), 1000 % static1.vocab_size, np.int32)
+  out["teacher_forward_full_s"] = benchutil.measure(
+      lambda: skd_jax.logits(teacher, seq), repeats=repeats).median_s
   return out
 
 
@@ -307,9 +325,7 @@ def bench_pair(name, student, teacher, prompts: np.ndarray, *, gammas, runs_b1: 
       programs.append(Program("skd g=5 raw", student, teacher,
                               sampler_config("skd", 5, "raw"), batch, 5))
     for p in programs:                       # compile + warm-up on row 0
-      start = time.perf_counter()
-      p(np.repeat(warm, batch, axis=0), seed=0)
-      p.compile_s = time.perf_counter() - start
+      _, p.compile_s = benchutil.timed(p, np.repeat(warm, batch, axis=0), seed=0)
       print(f"  b={batch} compile+warm-up {p.name:12s} {p.compile_s:6.1f} s", flush=True)
     for r in range(runs):                    # round-robin over configurations
       idx = [(r * batch + i) % len(rows) for i in range(batch)]
@@ -326,34 +342,34 @@ def bench_pair(name, student, teacher, prompts: np.ndarray, *, gammas, runs_b1: 
             f"{s['tokens_per_s']:8.1f} tok/s  rounds {s['rounds_mean']:6.1f}{acc}", flush=True)
 
     # Step times on caches of the loop's size, then the ratios.
-    start = time.perf_counter()
-    st = step_times(student, teacher, batch, sorted({p.gamma for p in programs}), repeats)
+    st, seconds = benchutil.timed(step_times, student, teacher, batch,
+                                  sorted({p.gamma for p in programs}), repeats)
     result["step_times"][str(batch)] = st
-    print(f"  b={batch} step times ({time.perf_counter() - start:.0f} s): student decode "
+    print(f"  b={batch} step times ({seconds:.0f} s): student decode "
           f"{st['student_decode_forward_s'] * 1e3:.2f} ms, teacher decode "
           f"{st['teacher_decode_forward_s'] * 1e3:.2f} ms, sample {st['sample_one_token_s'] * 1e3:.2f}"
           f" ms, teacher forward [B,192] {st['teacher_forward_full_s'] * 1e3:.1f} ms", flush=True)
     by_name = {p.name: p for p in programs}
-    t_student = _median(by_name["student"].times)
+    t_student = benchutil.median(by_name["student"].times)
     skd = [p for p in programs if p.method == "skd" and p.config.acceptance == "warped"]
-    best = min((p for p in skd if p.gamma > 1), key=lambda p: _median(p.times), default=None)
+    best = min((p for p in skd if p.gamma > 1), key=lambda p: benchutil.median(p.times), default=None)
     ratios = {}
     for p in skd + [q for q in programs if q.config.acceptance == "raw"]:
       g = st["per_gamma"].get(str(p.gamma))
       if g is None:
         g = step_times(student, teacher, batch, (p.gamma,), repeats)["per_gamma"][str(p.gamma)]
       fwd = g["student_decode_forward_s"] * p.gamma + g["teacher_block_forward_s"]
-      full = fwd + p.gamma * st["sample_one_token_s"] + g["accept_test_s"]
+      full = g["student_draft_s"] + g["teacher_verify_s"]   # the sampler's own round blocks
       prefills = st["student_prefill_s"] + st["teacher_prefill_s"]
       ratios[p.name] = {
           "gamma": p.gamma,
-          "overhead_vs_forwards": _median([t / (r * fwd) for t, r in zip(p.times, p.rounds)]),
-          "overhead_vs_forwards_sampling_prefill": _median(
+          "overhead_vs_forwards": benchutil.median([t / (r * fwd) for t, r in zip(p.times, p.rounds)]),
+          "overhead_vs_forwards_sampling_prefill": benchutil.median(
               [t / (r * full + prefills) for t, r in zip(p.times, p.rounds)]),
           "predicted_forwards_s": float(np.mean(p.rounds)) * fwd,
-          "skd_over_student_plus_teacher_forward": _median(p.times) / (
+          "skd_over_student_plus_teacher_forward": benchutil.median(p.times) / (
               t_student + st["teacher_forward_full_s"]),
-          "speedup_vs_official_b1": (batch * NEW_TOKENS / _median(p.times)) / OFFICIAL_TOKENS_PER_S,
+          "speedup_vs_official_b1": (batch * NEW_TOKENS / benchutil.median(p.times)) / OFFICIAL_TOKENS_PER_S,
       }
     result["ratios"][str(batch)] = ratios
     result.setdefault("best_gamma", {})[str(batch)] = None if best is None else best.gamma
@@ -372,6 +388,17 @@ def load_bench_pair(pair_dir: str):
   with open(PROMPTS) as f:
     prompts = np.asarray(json.load(f), np.int32)
   return student, teacher, prompts
+
+
+def tiny_pair(num_prompts: int):
+  """Random weights of the tiny presets (vocab 128), for `--tiny`: the figures mean nothing."""
+  from skd_jax.models import config as mconfig  # pylint: disable=g-import-not-at-top
+  t_cfg = mconfig.get_config("tiny-gemma3")
+  s_cfg = t_cfg.keep_layers([0, 1])
+  teacher = skd_jax.Model(config=t_cfg, params=transformer.init_params(t_cfg, jax.random.PRNGKey(1)))
+  student = skd_jax.Model(config=s_cfg, params=transformer.init_params(s_cfg, jax.random.PRNGKey(0)))
+  prompts = np.random.default_rng(0).integers(3, t_cfg.vocab_size, (num_prompts, PROMPT_LEN))
+  return student, teacher, prompts.astype(np.int32)
 
 
 def load_gemma3_pair(num_prompts: int):
@@ -419,6 +446,9 @@ def main(argv=None):
   parser.add_argument("--pair-dir", default=os.environ.get(
       "SKD_BENCH_PAIR", os.path.expanduser("~/.cache/skd-bench-pair")))
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--tiny", action="store_true",
+                      help="a random tiny pair, 16 new tokens, one run: checks the script runs "
+                           "(about a minute; the figures mean nothing)")
   parser.add_argument("--skip-real", action="store_true")
   parser.add_argument("--skip-bench", action="store_true", help="real Gemma pair only")
   parser.add_argument("--real-batch8", action="store_true",
@@ -431,8 +461,10 @@ def main(argv=None):
   parser.add_argument("--no-compile-cache", action="store_true",
                       help="disable JAX's persistent compilation cache (" + CACHE_DIR + ")")
   args = parser.parse_args(argv)
-  global DECODE_LAYOUT
+  global DECODE_LAYOUT, NEW_TOKENS
   DECODE_LAYOUT = args.decode_layout
+  if args.tiny:
+    NEW_TOKENS = 16
   if not args.no_compile_cache:
     # Compiles take ~1 minute each on a loaded 2-core machine; programs only depend
     # on shapes and settings, so a rerun (or another pair dir) reuses them.
@@ -447,7 +479,12 @@ def main(argv=None):
       "decode_layout": args.decode_layout, "per_layer_decode": _per_layer()},
       "official": {"tokens_per_s_b1": OFFICIAL_TOKENS_PER_S, "acceptance": OFFICIAL_ACCEPTANCE},
       "pairs": {}}
-  if not args.skip_bench:
+  if args.tiny:
+    student, teacher, prompts = tiny_pair(3)
+    results["pairs"]["tiny"] = bench_pair(
+        "tiny", student, teacher, prompts, gammas=(1, 3), runs_b1=1, runs_b8=1, repeats=1,
+        raw_row=True, gammas_b8=(1,))
+  elif not args.skip_bench:
     student, teacher, prompts = load_bench_pair(args.pair_dir)
     results["pairs"]["bench"] = bench_pair(
         "bench", student, teacher, prompts,
@@ -455,10 +492,9 @@ def main(argv=None):
         runs_b1=3, runs_b8=1,
         repeats=3 if args.quick else 5, raw_row=not args.quick,
         gammas_b8=(1, 3), partial_json=args.json + ".partial-bench")
-  if not args.skip_real:
-    start = time.perf_counter()
-    student, teacher, prompts, info = load_gemma3_pair(9)
-    print(f"  loaded Gemma 3 270M in {time.perf_counter() - start:.0f} s", flush=True)
+  if not args.skip_real and not args.tiny:
+    (student, teacher, prompts, info), seconds = benchutil.timed(load_gemma3_pair, 9)
+    print(f"  loaded Gemma 3 270M in {seconds:.0f} s", flush=True)
     res = bench_pair("gemma3", student, teacher, prompts,
                      gammas=(1, 3), runs_b1=1, runs_b8=1,
                      repeats=2 if args.quick else 3, raw_row=False,
