@@ -1,4 +1,9 @@
-"""Test set-up: 8 simulated CPU devices, no network, float32 matmuls."""
+"""Test set-up: 8 simulated CPU devices, no network, float32 matmuls; shared fixtures.
+
+Fixtures (the objects live in tests/tiny.py, which subprocess workers import too):
+  tiny_params  (student params, teacher params) of the tiny Gemma / Qwen2 pair (session)
+  tiny_batch   a fresh numpy batch {"tokens": [8, 16], "loss_mask": [8, 16]}
+"""
 import os
 
 # Must happen before jax is imported anywhere.
@@ -9,8 +14,23 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@pytest.fixture(scope="session")
+def tiny_params():
+  """tests/tiny.py's (student, teacher) params; a donating step needs a copy."""
+  from tests import tiny  # pylint: disable=g-import-not-at-top
+  return tiny.params()
+
+
+@pytest.fixture
+def tiny_batch():
+  """A fresh tests/tiny.py batch (numpy; the test may change it)."""
+  from tests import tiny  # pylint: disable=g-import-not-at-top
+  return tiny.batch()
 
 
 def pytest_configure(config):

@@ -13,6 +13,7 @@ from skd_jax.models import config as mconfig
 from skd_jax.models import transformer
 from skd_jax.train import step as step_lib
 from skd_jax.train.state import TrainState
+from tests import tiny
 
 AXES = {"data": 2, "fsdp": 4, "tensor": 2}
 
@@ -148,23 +149,10 @@ def test_batch_sharding_falls_back_for_small_batches():
 # ----------------------------------------------------------------------------
 # Sharded train step == one device
 # ----------------------------------------------------------------------------
-STUDENT = mconfig.get_config("tiny-gemma")
-TEACHER = mconfig.get_config("tiny-qwen2", hidden_size=48)
+STUDENT, TEACHER = tiny.STUDENT, tiny.TEACHER
 OPT = dict(learning_rate=1e-3, schedule="constant")
 LOSS = step_lib.LossConfig(chunk_size=8)
 STEPS = 2
-
-
-@functools.lru_cache(maxsize=None)
-def _models():
-  student = transformer.init_params(STUDENT, jax.random.PRNGKey(0))
-  teacher = transformer.init_params(TEACHER, jax.random.PRNGKey(1), std=0.3)
-  rng = np.random.default_rng(0)
-  tokens = rng.integers(3, STUDENT.vocab_size, (8, 16)).astype(np.int32)
-  loss_mask = np.zeros((8, 16), bool)
-  for b in range(8):
-    loss_mask[b, 2 + b % 5: 16 - b % 3] = True
-  return student, teacher, dict(tokens=tokens, loss_mask=loss_mask)
 
 
 def _train(state, teacher, batch):
@@ -176,14 +164,14 @@ def _train(state, teacher, batch):
 
 @functools.lru_cache(maxsize=None)
 def _reference():
-  student, teacher, batch = _models()
+  student, teacher = tiny.params()
   state = TrainState.create(student, jax.random.PRNGKey(0), OPT)
-  return _train(state, teacher, jax.tree.map(jnp.asarray, batch))
+  return _train(state, teacher, jax.tree.map(jnp.asarray, tiny.batch()))
 
 
 @pytest.mark.parametrize("mesh_shape", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
-def test_sharded_train_step_equals_one_device(mesh_shape):
-  student, teacher, batch = _models()
+def test_sharded_train_step_equals_one_device(mesh_shape, tiny_params, tiny_batch):
+  (student, teacher), batch = tiny_params, tiny_batch
   mesh = sharding.make_mesh(mesh_shape)
   state = TrainState.create(student, jax.random.PRNGKey(0), OPT)
   state_shardings = sharding.train_state_shardings(

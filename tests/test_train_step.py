@@ -11,25 +11,17 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from skd_jax import losses
-from skd_jax.models import config as mconfig
 from skd_jax.models import transformer
 from skd_jax.train import optim
 from skd_jax.train import step as step_lib
 from skd_jax.train.state import TrainState
+from tests import tiny
 
 # Student: Gemma (tied head). Teacher: Qwen2 (untied head, other hidden size).
-STUDENT = mconfig.get_config("tiny-gemma")
-TEACHER = mconfig.get_config("tiny-qwen2", hidden_size=48)
+STUDENT, TEACHER = tiny.STUDENT, tiny.TEACHER
 VOCAB = STUDENT.vocab_size
 L = 12
-
-
-@functools.lru_cache(maxsize=None)
-def _params():
-  student = transformer.init_params(STUDENT, jax.random.PRNGKey(0))
-  # A larger init makes the teacher's distributions far from uniform.
-  teacher = transformer.init_params(TEACHER, jax.random.PRNGKey(1), std=0.3)
-  return student, teacher
+_params = tiny.params   # (student, teacher), cached
 
 
 # (prompt length, end of completion) per row: micro-batches of any strided split
