@@ -10,6 +10,11 @@ Two entry points, both called by the driver before any JAX compilation:
   lambda, divergence, batch vs data-parallel size, checkpoint paths).
 * `validate_models(config, student_cfg, teacher_cfg)`: once the model configs
   are known (vocabularies, prompt + new tokens vs cache / positions).
+
+A setting whose type owns its checks is checked there, once: the sampling knobs
+by `SamplerConfig.__post_init__`, the loss section by `step.loss_config` (the
+divergence registry), the mix knobs by their `methods.Knob`; this module builds
+those objects from the config and reports a failure under the config key.
 """
 from __future__ import annotations
 
@@ -18,10 +23,10 @@ from typing import Any
 
 import jax
 
-from skd_jax import losses
 from skd_jax import sharding
 from skd_jax.models.config import ModelConfig
 from skd_jax.train import methods
+from skd_jax.train import step as step_lib
 
 
 class ConfigError(ValueError):
@@ -48,36 +53,57 @@ def _check_unit_interval(name: str, value: float) -> None:
     raise ConfigError(f"{name}={value} must be in [0, 1].")
 
 
+def _check_loss(section: Any) -> None:
+  """The loss section as the driver reads it (divergence, its hyperparameters, keys)."""
+  try:
+    step_lib.loss_config(section)
+  except (TypeError, ValueError) as e:  # Messages start with the key: "beta=1.5 ...".
+    raise ConfigError(f"loss.{e}") from None
+
+
+def _sampler_keys(source: int, prefix: str) -> dict[str, str]:
+  """SamplerConfig field -> the config key it is read from (`methods.sampler_config`)."""
+  keys = {"max_new_tokens": "task.max_new_tokens"}
+  if source == methods.STUDENT:
+    keys.update(student_temperature=f"sampler.{prefix}_temperature",
+                top_p=f"sampler.{prefix}_top_p",
+                sampling_top_k=f"sampler.{prefix}_sampling_top_k")
+  else:
+    keys.update(student_temperature="sampler.temperature",
+                teacher_temperature="sampler.temperature")
+  return keys
+
+
+def _check_sampling(config: Any) -> None:
+  """The method's SamplerConfigs, built as the driver builds them: the SKD / teacher
+  one and, for a method that samples the student alone, its student one.
+
+  The checks themselves are SamplerConfig's (`__post_init__`); their messages
+  start with the field ("top_k=-1: ..."), reported here under the config key
+  ("sampler.top_k=-1: ...", "sampler.imitkd_top_p=0.0 ...").
+  """
+  prefix = methods.METHODS[config.method].student_sampling
+  sources = [methods.SKD] + ([methods.STUDENT] if prefix else [])
+  for source in sources:
+    try:
+      methods.sampler_config(source, config.sampler, stop_ids=(),
+                             max_new_tokens=int(config.task.max_new_tokens),
+                             method=config.method)
+    except ValueError as e:
+      message = str(e)
+      field = message.split("=", 1)[0]
+      key = _sampler_keys(source, prefix).get(field, f"sampler.{field}")
+      raise ConfigError(key + message[len(field):] if field.isidentifier()
+                        else f"sampler: {message}") from None
+
+
 def validate_config(config: Any, num_devices: int) -> None:
   """Checks what the config alone decides. Raises ConfigError."""
   if config.method not in methods.METHODS:
     raise ConfigError(f"unknown method {config.method!r}; use one of "
                       f"{sorted(methods.METHODS)}.")
-  # The sampling knobs the method uses: SKD / teacher ones, then its student-only
-  # ones (docs/DRIVER.md, "Sampling settings").
-  prefixes = [""]
-  if methods.METHODS[config.method].student_sampling:
-    prefixes.append(methods.METHODS[config.method].student_sampling + "_")
-  for prefix in prefixes:
-    temperature = float(config.sampler.get(f"{prefix}temperature", 0.0))
-    top_p = float(config.sampler.get(f"{prefix}top_p", 1.0))
-    top_k = int(config.sampler.get(f"{prefix}sampling_top_k", 0))
-    if temperature < 0:
-      raise ConfigError(f"sampler.{prefix}temperature={temperature} must be >= 0 (0 = greedy).")
-    if not 0.0 < top_p <= 1.0:
-      raise ConfigError(f"sampler.{prefix}top_p={top_p} must be in (0, 1].")
-    if top_k < 0:
-      raise ConfigError(f"sampler.{prefix}sampling_top_k={top_k} must be >= 0 (0 = off).")
-  if config.loss.divergence not in losses.DIVERGENCES:
-    raise ConfigError(f"unknown divergence loss.divergence={config.loss.divergence!r}; "
-                      f"use one of {list(losses.DIVERGENCES)}.")
-  if int(config.sampler.top_k) < 0:
-    raise ConfigError(f"sampler.top_k={config.sampler.top_k}: the SKD acceptance K must be "
-                      ">= 0 (0 = teacher sampling, vocabulary size = on-policy).")
-  if int(config.sampler.gamma) < 1:
-    raise ConfigError(f"sampler.gamma={config.sampler.gamma}: draft at least one token per "
-                      "round (gamma >= 1).")
-  _check_unit_interval("loss.beta", config.loss.beta)
+  _check_sampling(config)
+  _check_loss(config.loss)
   for knob in methods.mix_knobs():  # Every method's, as the config holds them all.
     if knob.probability:
       _check_unit_interval(f"mix.{knob.name}", config.mix[knob.name])
