@@ -60,6 +60,7 @@ from jax.sharding import NamedSharding
 
 from skd_jax import plan as plan_lib
 from skd_jax import sharding
+from skd_jax.models import partitioning
 from skd_jax.models import transformer
 from skd_jax.models.config import ModelConfig
 from skd_jax.models.model import Model, _logits as logits_fn
@@ -237,13 +238,13 @@ def build_setup(config, devices: Sequence[Any]) -> Setup:
   s_rules, t_rules = config.student.rules, config.teacher.rules
 
   s_shapes = transformer.param_shapes(student_cfg)
-  s_shardings = sharding.param_shardings(student_cfg, mesh, s_rules)
+  s_shardings = partitioning.param_shardings(student_cfg, mesh, s_rules)
   opt_cfg = optim.optimizer_config(config.optimizer, total_steps=1000)
   state = jax.eval_shape(lambda p: TrainState.create(p, jax.random.PRNGKey(0), opt_cfg),
                          s_shapes)
   state = _abstract(state, sharding.train_state_shardings(state, s_shardings, mesh))
   teacher = _abstract(transformer.param_shapes(teacher_cfg),
-                      sharding.param_shardings(teacher_cfg, mesh, t_rules))
+                      partitioning.param_shardings(teacher_cfg, mesh, t_rules))
   return Setup(
       config=config, mesh=mesh, student_cfg=student_cfg, teacher_cfg=teacher_cfg,
       student_rules=s_rules, teacher_rules=t_rules, batch_size=int(config.batch_size),
@@ -363,16 +364,16 @@ def programs(setup: Setup, acceptance: float = 1.0) -> list[Program]:
   sequences (both come from the tokenizer, which is not loaded here).
   """
   import types  # pylint: disable=import-outside-toplevel
-  from skd_jax.train import loop  # pylint: disable=import-outside-toplevel
   from skd_jax.train import methods  # pylint: disable=import-outside-toplevel
+  from skd_jax.train import rollout  # pylint: disable=import-outside-toplevel
   env = types.SimpleNamespace(config=setup.config, stop_ids=setup.stop_ids, stop_sequences=())
   return [
       _train_program(setup),
-      _rollout_program(setup, "skd_rollout", loop.rollout_sampler_config(env, methods.SKD),
+      _rollout_program(setup, "skd_rollout", rollout.rollout_sampler_config(env, methods.SKD),
                        setup.batch_size, acceptance),
       _rollout_program(setup, "student_rollout",
-                       loop.rollout_sampler_config(env, methods.STUDENT), setup.batch_size, 1.0),
-      _rollout_program(setup, "eval_decode", loop.eval_sampler_config(env),
+                       rollout.rollout_sampler_config(env, methods.STUDENT), setup.batch_size, 1.0),
+      _rollout_program(setup, "eval_decode", rollout.eval_sampler_config(env),
                        setup.eval_batch_size, 1.0),
       _logits_program(setup, "teacher"),
       _logits_program(setup, "student"),

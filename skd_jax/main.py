@@ -14,7 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from skd_jax import sharding
+from skd_jax import distributed
 from skd_jax.experiments import compare
 from skd_jax.train import loop
 from skd_jax.train.validate import ConfigError
@@ -33,7 +33,7 @@ def main(argv):
   # First JAX call: joins the other processes of a TPU pod / SLURM / launch script run
   # (a no-op for one process).
   try:
-    sharding.initialize_distributed()
+    distributed.initialize_distributed()
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

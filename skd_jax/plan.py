@@ -521,8 +521,8 @@ def _offline_tokenizer(config):
   tokenizers, local directories), else None."""
   spec = config.tokenizer or config.student.path
   if spec.startswith("testing:") or (os.path.isdir(os.path.expanduser(spec))):
-    from skd_jax.train import loop  # pylint: disable=import-outside-toplevel
-    return loop.load_tokenizer(config)
+    from skd_jax.train import loading  # pylint: disable=import-outside-toplevel
+    return loading.load_tokenizer(config)
   return None
 
 
@@ -540,8 +540,8 @@ def model_config_of(spec, role: str, tokenizer=None) -> ModelConfig:
   overrides = dict(spec.overrides.to_dict()) if spec.get("overrides") else {}
   if path in mconfig.PRESETS:
     if tokenizer is not None:
-      from skd_jax.train import loop  # pylint: disable=import-outside-toplevel
-      return loop.preset_config(spec, tokenizer)
+      from skd_jax.train import loading  # pylint: disable=import-outside-toplevel
+      return loading.preset_config(spec, tokenizer)
     return get_config(path, dtype=dtype, param_dtype=param_dtype, **overrides)
   local = os.path.expanduser(path)
   if os.path.isdir(local) and os.path.exists(os.path.join(local, "config.json")):

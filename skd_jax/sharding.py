@@ -1,4 +1,4 @@
-"""Device meshes, logical-axis rule tables and shardings; multi-host helpers.
+"""Pure partitioning: device meshes, logical-axis rule tables, logical -> spec, the constraint.
 
 Mesh
 ----
@@ -30,13 +30,18 @@ rule and splits its batch over "tensor" as well.
 Two tables ship: `STUDENT_RULES` (FSDP + optional tensor parallelism: the
 trained model) and `TEACHER_RULES` (tensor parallelism only, params replicated
 over data and fsdp: the frozen model, which only runs forward passes and
-decoding, avoids per-step all-gathers). A model picks a table by name through
-its config (`get_rules("student" | "teacher" | "replicated")`).
+decoding, avoids per-step all-gathers). Both start with the same activation and
+cache rules (`SHARED_RULES`) and differ only in their parameter rules. A model
+picks a table by name through its config (`get_rules("student" | "teacher" |
+"replicated")`).
+
+Nothing here places or gathers values (that is `skd_jax.distributed`), and
+nothing here knows a model: the decoder's param and cache shardings are
+`skd_jax.models.partitioning`.
 """
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Mapping, Sequence, Union
 
 import jax
@@ -53,10 +58,13 @@ LogicalAxes = tuple[str, ...]
 # Rules are tried top to bottom (see the module docstring). Activation names
 # come first so that, e.g., ("batch", "seq", "embed") takes fsdp for the batch
 # before "embed" could.
-STUDENT_RULES: Rules = (
+BATCH_RULES: Rules = (
     # Activations and batches: [B, T, ...].
     ("batch", ("data", "fsdp")),
     ("batch", "data"),
+)
+
+SHARED_RULES: Rules = BATCH_RULES + (
     ("seq", None),
     # KV cache [L, B, S, K, Dh]: heads over tensor if they split, else batch.
     ("cache_kv_heads", "tensor"),
@@ -64,6 +72,9 @@ STUDENT_RULES: Rules = (
     ("cache_batch", ("data", "fsdp")),
     ("cache_batch", "data"),
     ("cache_seq", None),
+)
+
+STUDENT_RULES: Rules = SHARED_RULES + (
     # Params: ZeRO-3 over fsdp on the model dimension, Megatron over tensor.
     ("vocab", "tensor"),
     ("q_heads", "tensor"),
@@ -76,15 +87,7 @@ STUDENT_RULES: Rules = (
     ("layers", None),
 )
 
-TEACHER_RULES: Rules = (
-    ("batch", ("data", "fsdp")),
-    ("batch", "data"),
-    ("seq", None),
-    ("cache_kv_heads", "tensor"),
-    ("cache_batch", ("data", "fsdp", "tensor")),
-    ("cache_batch", ("data", "fsdp")),
-    ("cache_batch", "data"),
-    ("cache_seq", None),
+TEACHER_RULES: Rules = SHARED_RULES + (
     # Params over tensor only: replicated over data and fsdp.
     ("vocab", "tensor"),
     ("q_heads", "tensor"),
@@ -96,9 +99,7 @@ TEACHER_RULES: Rules = (
 )
 
 # Everything replicated except the batch (plain data parallelism).
-REPLICATED_RULES: Rules = (
-    ("batch", ("data", "fsdp")),
-    ("batch", "data"),
+REPLICATED_RULES: Rules = BATCH_RULES + (
     ("cache_batch", ("data", "fsdp")),
     ("cache_batch", "data"),
 )
@@ -303,28 +304,6 @@ def logical_to_sharding(axes_tree: Any, shapes_tree: Any,
                       is_leaf=lambda x: isinstance(x, P))
 
 
-def param_shardings(cfg, mesh: Mesh, rules: str | Rules) -> Any:
-  """NamedShardings of a model's params (`param_specs` layout)."""
-  from skd_jax.models import transformer
-  return logical_to_sharding(transformer.param_axes(cfg), transformer.param_shapes(cfg),
-                             mesh, rules)
-
-
-def cache_shapes(cfg, batch: int, length: int, dtype=None) -> Any:
-  """`ShapeDtypeStruct`s of `init_cache(cfg, batch, length, dtype)`."""
-  from skd_jax.models import transformer
-  return jax.eval_shape(lambda: transformer.init_cache(cfg, batch, length, dtype))
-
-
-def cache_shardings(cfg, batch: int, length: int, mesh: Mesh, rules: str | Rules) -> Any:
-  """A `KVCache` of NamedShardings for a cache of `batch` rows x `length` slots."""
-  from skd_jax.models import transformer
-  shardings = logical_to_sharding(transformer.CACHE_AXES, cache_shapes(cfg, batch, length),
-                                  mesh, rules)
-  # end_index [B] follows the batch split of k and v (not its own, wider one).
-  return shardings.replace(end_index=NamedSharding(mesh, P(shardings.k.spec[1])))
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
@@ -364,22 +343,6 @@ def train_state_shardings(state: Any, params_shardings: Any, mesh: Mesh) -> Any:
       opt_state=opt_state_shardings(state.tx, state.params, params_shardings, mesh))
 
 
-def shard_params(params: Any, shardings: Any) -> Any:
-  """Places a pytree on its shardings (a tree of them, or one for all leaves).
-
-  Works across processes too: when a sharding spans other processes' devices,
-  every process must pass the same full value, and each keeps its own shards.
-  """
-  def put(x, s):
-    if s.is_fully_addressable:
-      return jax.device_put(x, s)
-    host = np.asarray(x)
-    return jax.make_array_from_callback(host.shape, s, lambda idx: host[idx])
-  if isinstance(shardings, jax.sharding.Sharding):
-    return jax.tree.map(lambda x: put(x, shardings), params)
-  return jax.tree.map(put, params, shardings)
-
-
 def with_logical_constraint(x: jax.Array, logical_axes: Sequence[str | None],
                             rules: str | Rules = "student",
                             mesh: Mesh | None = None) -> jax.Array:
@@ -404,119 +367,3 @@ def with_logical_constraint(x: jax.Array, logical_axes: Sequence[str | None],
     return x
   spec = logical_to_spec(logical_axes, x.shape, mesh_axis_sizes(mesh), rules)
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
-
-
-# ----------------------------------------------------------------------------
-# Multi-host
-# ----------------------------------------------------------------------------
-def _env_int(name: str) -> int | None:
-  value = os.environ.get(name)
-  return int(value) if value not in (None, "") else None
-
-
-def _auto_detected_processes() -> int:
-  """How many processes a TPU pod / SLURM job launched (1 when unknown)."""
-  if _env_int("SLURM_NTASKS") and "SLURM_JOB_ID" in os.environ:
-    return _env_int("SLURM_NTASKS")
-  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  if hosts:
-    return len([h for h in hosts.split(",") if h.strip()])
-  return 1
-
-
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> bool:
-  """Joins a multi-process JAX run; a no-op for a single process.
-
-  Explicit arguments win, then the environment (COORDINATOR_ADDRESS,
-  NUM_PROCESSES, PROCESS_ID, as `launch/gpu_local.sh` sets them); otherwise a
-  TPU pod slice (TPU_WORKER_HOSTNAMES) or SLURM job (SLURM_NTASKS) with more
-  than one process lets `jax.distributed.initialize()` detect everything.
-  Call it first, before any other JAX call. On CPU, cross-process collectives
-  use gloo.
-
-  Returns:
-    True when this is a multi-process run (now initialized).
-  """
-  if jax.distributed.is_initialized():
-    return True
-  coordinator_address = coordinator_address or os.environ.get("COORDINATOR_ADDRESS")
-  num_processes = num_processes or _env_int("NUM_PROCESSES")
-  if process_id is None:
-    process_id = _env_int("PROCESS_ID")
-  if num_processes is None:
-    num_processes = _auto_detected_processes()
-    if num_processes > 1:
-      _use_gloo_on_cpu()
-      jax.distributed.initialize()
-      return True
-    return False
-  if num_processes <= 1:
-    return False
-  if coordinator_address is None or process_id is None:
-    raise ValueError(f"{num_processes} processes need COORDINATOR_ADDRESS and PROCESS_ID "
-                     f"(got {coordinator_address!r}, {process_id!r}).")
-  _use_gloo_on_cpu()
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
-  return True
-
-
-def _use_gloo_on_cpu():
-  """CPU collectives across processes need an implementation (gloo)."""
-  if jax.config.jax_cpu_collectives_implementation in (None, "none"):
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-
-
-def is_main_process() -> bool:
-  """True on process 0 (the one that logs and writes checkpoints' metadata)."""
-  return jax.process_index() == 0
-
-
-def global_batch_from_local(local_batch: Any, mesh: Mesh,
-                            sharding: NamedSharding | None = None) -> Any:
-  """Global arrays from each process's slice of the batch.
-
-  Args:
-    local_batch: pytree of host arrays [B / num_processes, ...]: this process's
-      rows (process i holds rows i * B/n .. (i+1) * B/n - 1 when the mesh keeps
-      each process's devices contiguous, as `make_mesh` does).
-    mesh: the global mesh.
-    sharding: default `batch_sharding(mesh)`.
-
-  Returns:
-    The same pytree of global `jax.Array`s [B, ...].
-  """
-  sharding = sharding or batch_sharding(mesh)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
-
-
-def to_host(tree: Any) -> Any:
-  """numpy copies of a pytree of (possibly multi-process) global arrays.
-
-  A fully addressable array is fetched with `device_get`; one that spans other
-  processes' devices is gathered with `process_allgather` (a collective: every
-  process must call this with the same tree).
-  """
-  from jax.experimental import multihost_utils
-
-  def fetch(x):
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
-  return jax.tree.map(fetch, tree)
-
-
-def across_processes(value: np.ndarray | int | float, reduce=np.max) -> np.ndarray:
-  """`reduce` (over processes) of a small host value; the value itself with one process.
-
-  Every process must call it (a collective). Used to agree on padded shapes
-  (max) and to total logging counts (np.sum).
-  """
-  value = np.asarray(value)
-  if jax.process_count() == 1:
-    return value
-  from jax.experimental import multihost_utils
-  return reduce(np.asarray(multihost_utils.process_allgather(value)), axis=0)

@@ -4,7 +4,7 @@
     python tests/multihost_worker.py WORKDIR STEPS driver     # the whole driver (loop.run)
 
 Environment: COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID (read by
-`sharding.initialize_distributed`), and XLA_FLAGS giving this process its own
+`distributed.initialize_distributed`), and XLA_FLAGS giving this process its own
 CPU devices. Every process builds the same models and the same global batch
 but hands JAX only ITS rows (`global_batch_from_local`); the student is FSDP
 sharded across both processes. Process 0 saves the final params as .npy files.
@@ -96,7 +96,9 @@ def run_driver(workdir: str) -> dict:
 
 def main(out_dir: str, steps: int):
   import jax
+  from skd_jax import distributed
   from skd_jax import sharding
+  from skd_jax.models import partitioning
   n, i = jax.process_count(), jax.process_index()
   assert n == 2 and jax.device_count() == 2 * jax.local_device_count(), jax.devices()
   mesh = sharding.make_mesh(MESH)
@@ -104,20 +106,21 @@ def main(out_dir: str, steps: int):
   student, teacher, batch = models_and_batch()
   rows = batch["tokens"].shape[0] // n
   local = jax.tree.map(lambda x: x[i * rows:(i + 1) * rows], batch)
-  global_batch = sharding.global_batch_from_local(local, mesh)
+  global_batch = distributed.global_batch_from_local(local, mesh)
   assert global_batch["tokens"].shape == batch["tokens"].shape
   assert not global_batch["tokens"].is_fully_addressable
 
   state = initial_state(student)
-  state = sharding.shard_params(state, sharding.train_state_shardings(
-      state, sharding.param_shardings(student_cfg, mesh, "student"), mesh))
-  teacher = sharding.shard_params(teacher, sharding.param_shardings(teacher_cfg, mesh, "teacher"))
+  state = distributed.shard_params(state, sharding.train_state_shardings(
+      state, partitioning.param_shardings(student_cfg, mesh, "student"), mesh))
+  teacher = distributed.shard_params(teacher,
+                                     partitioning.param_shardings(teacher_cfg, mesh, "teacher"))
   state, metrics = train(state, teacher, global_batch, steps)
 
   # Gather the FSDP-sharded params onto every process; process 0 saves them.
   params, loss = jax.jit(lambda p, l: (p, l), out_shardings=sharding.replicated(mesh))(
       state.params, metrics["loss"][0])
-  if sharding.is_main_process():
+  if distributed.is_main_process():
     os.makedirs(out_dir, exist_ok=True)
     flat, _ = jax.tree_util.tree_flatten_with_path(params)
     for path, leaf in flat:
@@ -130,9 +133,9 @@ if __name__ == "__main__":
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   import jax  # noqa: E402
-  from skd_jax import sharding  # noqa: E402
+  from skd_jax import distributed  # noqa: E402
   # Before any other JAX call.
-  assert sharding.initialize_distributed(), "expected a multi-process run"
+  assert distributed.initialize_distributed(), "expected a multi-process run"
   jax.config.update("jax_default_matmul_precision", "highest")
   if len(sys.argv) > 3 and sys.argv[3] == "driver":
     import json  # noqa: E402

@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pytest
 
+from skd_jax import buckets
 from skd_jax.data import pipeline
 from skd_jax.data import tasks
 from skd_jax.data import testing
@@ -103,8 +104,8 @@ def test_batch_padding_and_buckets(encoded, tokenizer):
   for ids, ref in zip(batch.target_ids, batch.references):
     assert ids[-1] == end
     assert tokenizer.decode(ids[:-1]) == ref
-  assert pipeline.bucket_length(17, (8, 16, 32)) == 32
-  assert pipeline.power_of_two_buckets(100) == (16, 32, 64, 100)
+  assert buckets.bucket(17, (8, 16, 32)) == 32
+  assert buckets.power_of_two(100) == (16, 32, 64, 100)
 
 
 def test_truncation_policy_counts_and_single_warning(data_dir, tokenizer, caplog):

@@ -8,7 +8,8 @@ whole batch's activations.
 import numpy as np
 import pytest
 
-from skd_jax.train import loop
+from skd_jax.train import run_setup
+from skd_jax.train import training
 from tests.test_methods import tiny_config
 
 BATCH, LENGTH = 8, 128
@@ -19,10 +20,10 @@ def _env(num_devices):
                           "mesh": "data:1,fsdp:-1,tensor:1",
                           "student.overrides.hidden_size": 64,
                           "student.overrides.intermediate_size": 128})
-  env = loop.setup(config, "/tmp/skdtests/driver_mesh")
+  env = run_setup.setup(config, "/tmp/skdtests/driver_mesh")
   batch = {"tokens": np.ones((BATCH, LENGTH), np.int32),
            "loss_mask": np.ones((BATCH, LENGTH), bool)}
-  return env, loop.create_state(env, 10), batch
+  return env, training.create_state(env, 10), batch
 
 
 def _temp_bytes(lowered) -> int:
@@ -32,11 +33,11 @@ def _temp_bytes(lowered) -> int:
 @pytest.mark.slow
 def test_driver_step_keeps_activations_batch_sharded():
   env1, state1, batch = _env(1)
-  one_device = _temp_bytes(loop.lower_step(env1, state1, batch))
+  one_device = _temp_bytes(training.lower_step(env1, state1, batch))
   env8, state8, _ = _env(8)
-  driver = _temp_bytes(loop.lower_step(env8, state8, batch))
+  driver = _temp_bytes(training.lower_step(env8, state8, batch))
   # The same step lowered without the mesh (the driver before issue 16).
-  fn, args, kwargs = loop._step_call(env8, state8, batch)  # pylint: disable=protected-access
+  fn, args, kwargs = training.step_call(env8, state8, batch)
   no_mesh = _temp_bytes(fn.lower(*args, **kwargs))
   # Activations dominate the temps here: 1/8 of them per device, plus small
   # unsharded pieces (measured ~1/6.3). Without the mesh, ~2/3 stay.

@@ -4,6 +4,8 @@ import pytest
 from skd_jax import sharding
 from skd_jax.train import loop
 from skd_jax.train import methods
+from skd_jax.train import rollout
+from skd_jax.train import run_setup
 from tests.test_methods import tiny_config
 
 
@@ -13,7 +15,7 @@ def env():
   # sequence can end a completion on it.
   sharding.RULE_SETS.setdefault("my_fsdp", sharding.get_rules("student"))
   config = tiny_config("gemma_gsm8k", **{"student.rules": "my_fsdp"})
-  return loop.setup(config, "/tmp/skdtests/wiring")
+  return run_setup.setup(config, "/tmp/skdtests/wiring")
 
 
 def test_rollouts_and_evaluation_stop_on_multi_token_stop_strings(env):
@@ -22,12 +24,12 @@ def test_rollouts_and_evaluation_stop_on_multi_token_stop_strings(env):
   expected = env.task.stop_sequences(env.tokenizer)
   assert expected == (tuple(newline * 2),)
   for source in (methods.STUDENT, methods.SKD, methods.TEACHER):
-    assert loop.rollout_sampler_config(env, source).stop_sequences == expected
-  assert loop.eval_sampler_config(env).stop_sequences == expected
+    assert rollout.rollout_sampler_config(env, source).stop_sequences == expected
+  assert rollout.eval_sampler_config(env).stop_sequences == expected
 
 
 def test_each_models_rule_table_reaches_the_sampler(env):
-  for scfg in (loop.rollout_sampler_config(env, methods.SKD), loop.eval_sampler_config(env)):
+  for scfg in (rollout.rollout_sampler_config(env, methods.SKD), rollout.eval_sampler_config(env)):
     assert (scfg.student_rules, scfg.teacher_rules) == ("my_fsdp", "teacher")
 
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from skd_jax import main as main_lib
-from skd_jax.train import loop
+from skd_jax.train import run_setup
 from skd_jax.train.validate import ConfigError
 from tests.test_methods import ROOT, tiny_config
 
@@ -29,7 +29,7 @@ BAD = [
 def test_bad_config_message(overrides, message, capsys, monkeypatch):
   config = tiny_config(**overrides)
   with pytest.raises(ConfigError, match=None) as info:
-    loop.setup(config, "/tmp/skdtests/bad")
+    run_setup.setup(config, "/tmp/skdtests/bad")
   assert message in str(info.value), str(info.value)
   # main's error path: "error: ..." on stderr, exit status 2.
   monkeypatch.setattr(main_lib, "_CONFIG", type("F", (), {"value": config})())
@@ -47,7 +47,7 @@ def test_offline_hub_id_says_how_to_use_a_local_copy(monkeypatch):
   monkeypatch.setenv("HF_HUB_OFFLINE", "1")
   config = tiny_config(**{"teacher.path": "google/gemma-7b-it"})
   with pytest.raises(ConfigError, match="--config.teacher.path=DIR"):
-    loop.setup(config, "/tmp/skdtests/bad")
+    run_setup.setup(config, "/tmp/skdtests/bad")
 
 
 @pytest.mark.parametrize("flag,message", [

@@ -12,6 +12,9 @@ import pytest
 from skd_jax import losses as losses_lib
 from skd_jax.models import transformer
 from skd_jax.train import loop
+from skd_jax.train import rollout
+from skd_jax.train import run_setup
+from skd_jax.train import training
 from skd_jax.train import methods
 from skd_jax.train import step as step_lib
 from skd_jax.train import validate
@@ -207,7 +210,7 @@ def test_every_method_trains_end_to_end(method, tmp_path):
 
 @pytest.fixture(scope="module")
 def env():
-  return loop.setup(tiny_config(), "/tmp/skdtests/unused")
+  return run_setup.setup(tiny_config(), "/tmp/skdtests/unused")
 
 
 @pytest.mark.parametrize("method", ["sft", "supervised_kd"])
@@ -215,13 +218,13 @@ def test_fixed_batch_loss_decreases(env, method):
   env.config.unlock()
   env.config.method = method
   env.config.lock()
-  dataset, _ = loop.train_dataset(env)
-  state = loop.create_state(env, 20)
-  batch, _ = loop.make_train_batch(env, state, next(iter(dataset)), 0, 20)
+  dataset, _ = training.train_dataset(env)
+  state = training.create_state(env, 20)
+  batch, _ = rollout.make_train_batch(env, state, next(iter(dataset)), 0, 20)
   losses = []
   for _ in range(20):
-    state, metrics = loop.apply_step(env, state, batch)
-    losses.append(loop._mean(metrics["loss"]))
+    state, metrics = training.apply_step(env, state, batch)
+    losses.append(training.mean_of(metrics["loss"]))
   assert losses[-1] < losses[0], losses
   assert sum(b < a for a, b in zip(losses, losses[1:])) >= 15, losses
 
@@ -237,9 +240,9 @@ def test_seq_kd_trains_on_teacher_rows_with_its_objective(env, method):
   """The driver's step on a seq_kd batch is cross-entropy on the teacher's rows;
   on a seq_kd_divergence batch it is the divergence to the teacher."""
   _set_method(env, method)
-  dataset, _ = loop.train_dataset(env)
-  state = loop.create_state(env, 20)
-  batch, stats = loop.make_train_batch(env, state, next(iter(dataset)), 0, 20)
+  dataset, _ = training.train_dataset(env)
+  state = training.create_state(env, 20)
+  batch, stats = rollout.make_train_batch(env, state, next(iter(dataset)), 0, 20)
   assert stats["sampled_fraction"] == 1.0  # Every row is a teacher sample ...
   assert stats["replacement_rate"] == 1.0  # ... made of teacher tokens only.
   assert batch["loss_mask"].any()
@@ -255,9 +258,9 @@ def test_seq_kd_trains_on_teacher_rows_with_its_objective(env, method):
       env.loss_cfg.divergence, teacher, student, positions,
       reduction=env.loss_cfg.reduction, temperature=env.loss_cfg.temperature)
   assert abs(float(cross_entropy) - float(divergence)) > 1e-2
-  _, metrics = loop.apply_step(env, state, batch)  # Donates state.
+  _, metrics = training.apply_step(env, state, batch)  # Donates state.
   want = cross_entropy if method == "seq_kd" else divergence
-  np.testing.assert_allclose(loop._mean(metrics["loss"]), float(want), rtol=1e-4)
+  np.testing.assert_allclose(training.mean_of(metrics["loss"]), float(want), rtol=1e-4)
 
 
 def _completions(workdir) -> list:

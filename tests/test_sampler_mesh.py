@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import skd_jax
+from skd_jax import distributed
 from skd_jax import sharding
+from skd_jax.models import partitioning
 from skd_jax.models import transformer
 from skd_jax.sampling import SamplerConfig, api, sampler
 
@@ -44,10 +46,10 @@ def test_sampler_on_mesh_equals_one_device(setup, mesh_shape):
   student, teacher, static, dyn, tokens, lengths, reference = setup
   mesh = sharding.make_mesh(mesh_shape)
   with jax.set_mesh(mesh):
-    s = student.replace(params=sharding.shard_params(
-        student.params, sharding.param_shardings(student.config, mesh, "student")))
-    t = teacher.replace(params=sharding.shard_params(
-        teacher.params, sharding.param_shardings(teacher.config, mesh, "teacher")))
+    s = student.replace(params=distributed.shard_params(
+        student.params, partitioning.param_shardings(student.config, mesh, "student")))
+    t = teacher.replace(params=distributed.shard_params(
+        teacher.params, partitioning.param_shardings(teacher.config, mesh, "teacher")))
     rows = sharding.batch_sharding(mesh, len(PROMPTS))
     out = _rollout(s, t, jax.device_put(tokens, rows), jax.device_put(lengths, rows), static, dyn)
     np.testing.assert_array_equal(np.asarray(out.tokens), reference)

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from skd_jax import distributed
 from skd_jax import plan as plan_lib
 from skd_jax import sharding
 from skd_jax.models import config as mconfig
+from skd_jax.models import partitioning
 from skd_jax.models import transformer
 from skd_jax.train import step as step_lib
 from skd_jax.train.state import TrainState
@@ -108,15 +110,15 @@ def test_a_mesh_axis_is_used_once_per_array():
 
 def test_one_kv_head_cache_is_sharded_over_batch():
   mesh = sharding.make_mesh((2, 2, 2))
-  cache = sharding.cache_shardings(mconfig.get_config("gemma-2b"), 16, 32, mesh, "student")
+  cache = partitioning.cache_shardings(mconfig.get_config("gemma-2b"), 16, 32, mesh, "student")
   assert cache.k.spec == P(None, ("data", "fsdp", "tensor"), None, None, None)
   assert cache.end_index.spec == P(("data", "fsdp", "tensor"))
   # 16 kv heads split over tensor; the batch takes the other axes.
-  cache = sharding.cache_shardings(mconfig.get_config("gemma-7b"), 16, 32, mesh, "teacher")
+  cache = partitioning.cache_shardings(mconfig.get_config("gemma-7b"), 16, 32, mesh, "teacher")
   assert cache.k.spec == P(None, ("data", "fsdp"), None, "tensor", None)
   assert cache.end_index.spec == P(("data", "fsdp"))
   # A batch of 2 only splits over data.
-  cache = sharding.cache_shardings(mconfig.get_config("gemma-2b"), 2, 32, mesh, "student")
+  cache = partitioning.cache_shardings(mconfig.get_config("gemma-2b"), 2, 32, mesh, "student")
   assert cache.k.spec == P(None, "data", None, None, None)
 
 
@@ -175,10 +177,11 @@ def test_sharded_train_step_equals_one_device(mesh_shape, tiny_params, tiny_batc
   mesh = sharding.make_mesh(mesh_shape)
   state = TrainState.create(student, jax.random.PRNGKey(0), OPT)
   state_shardings = sharding.train_state_shardings(
-      state, sharding.param_shardings(STUDENT, mesh, "student"), mesh)
-  state = sharding.shard_params(state, state_shardings)
-  teacher = sharding.shard_params(teacher, sharding.param_shardings(TEACHER, mesh, "teacher"))
-  batch = sharding.shard_params(batch, sharding.batch_sharding(mesh))
+      state, partitioning.param_shardings(STUDENT, mesh, "student"), mesh)
+  state = distributed.shard_params(state, state_shardings)
+  teacher = distributed.shard_params(teacher,
+                                     partitioning.param_shardings(TEACHER, mesh, "teacher"))
+  batch = distributed.replicated_batch(batch, sharding.batch_sharding(mesh))
   assert state.opt_state[1][0].mu["layers"]["gate"].sharding == \
       state_shardings.params["layers"]["gate"]
   if mesh_shape[1] > 1:   # FSDP really splits the student and its moments.
@@ -226,11 +229,11 @@ def test_planner_state_and_cache_bytes_match_placed_arrays(mesh_shape):
   state = jax.eval_shape(lambda p: TrainState.create(p, jax.random.PRNGKey(0)),
                          transformer.param_shapes(SMALL_STUDENT))
   state = _place_zeros(state, sharding.train_state_shardings(
-      state, sharding.param_shardings(SMALL_STUDENT, mesh, "student"), mesh))
+      state, partitioning.param_shardings(SMALL_STUDENT, mesh, "student"), mesh))
   teacher = _place_zeros(transformer.param_shapes(SMALL_TEACHER),
-                         sharding.param_shardings(SMALL_TEACHER, mesh, "teacher"))
-  caches = [_place_zeros(sharding.cache_shapes(cfg, batch, length),
-                         sharding.cache_shardings(cfg, batch, length, mesh, rules))
+                         partitioning.param_shardings(SMALL_TEACHER, mesh, "teacher"))
+  caches = [_place_zeros(partitioning.cache_shapes(cfg, batch, length),
+                         partitioning.cache_shardings(cfg, batch, length, mesh, rules))
             for cfg, rules in ((SMALL_STUDENT, "student"), (SMALL_TEACHER, "teacher"))]
 
   measured = _device0_bytes((state.params, state.opt_state, teacher))
@@ -253,9 +256,9 @@ def test_planner_train_peak_within_20_percent_of_compiled_memory(mesh_shape):
   params = transformer.param_shapes(SMALL_STUDENT)
   state = jax.eval_shape(lambda p: TrainState.create(p, jax.random.PRNGKey(0)), params)
   state = abstract(state, sharding.train_state_shardings(
-      state, sharding.param_shardings(SMALL_STUDENT, mesh, "student"), mesh))
+      state, partitioning.param_shardings(SMALL_STUDENT, mesh, "student"), mesh))
   teacher = abstract(transformer.param_shapes(SMALL_TEACHER),
-                     sharding.param_shardings(SMALL_TEACHER, mesh, "teacher"))
+                     partitioning.param_shardings(SMALL_TEACHER, mesh, "teacher"))
   spec = sharding.batch_sharding(mesh)
   batch_shapes = dict(tokens=jax.ShapeDtypeStruct((batch, length), jnp.int32, sharding=spec),
                       loss_mask=jax.ShapeDtypeStruct((batch, length), bool, sharding=spec))

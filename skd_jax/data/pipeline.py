@@ -38,6 +38,7 @@ import grain
 import jax
 import numpy as np
 
+from skd_jax import buckets
 from skd_jax.data import templates
 from skd_jax.data import tfds_builder
 
@@ -164,8 +165,7 @@ def encode_split(task, tokenizer, split: str, *, max_prompt_tokens: int | None =
   # grain reads the tfds source; records come back as bytes dicts.
   records = grain.MapDataset.source(source).map(tfds_builder.decode_record)
   end_id = templates.completion_end_id(tokenizer)
-  pad_id = tokenizer.pad_token_id
-  pad_id = int(pad_id if pad_id is not None else (end_id if end_id is not None else 0))
+  pad_id = templates.pad_id(tokenizer)
 
   examples, prompt_cut, target_cut, dropped = [], 0, 0, 0
   for position, record_index in enumerate(indices.tolist()):
@@ -205,24 +205,6 @@ def encode_split(task, tokenizer, split: str, *, max_prompt_tokens: int | None =
 # ----------------------------------------------------------------------------
 
 
-def power_of_two_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
-  """(16, 32, ..., max_length): powers of two below max_length, then max_length."""
-  buckets, size = [], smallest
-  while size < max_length:
-    buckets.append(size)
-    size *= 2
-  return tuple(buckets) + (max_length,)
-
-
-def bucket_length(length: int, buckets: Sequence[int]) -> int:
-  """The smallest bucket >= length."""
-  for bucket in sorted(buckets):
-    if bucket >= length:
-      return bucket
-  raise ValueError(f"Length {length} exceeds the largest bucket {max(buckets)}; "
-                   "raise the budget or add a larger bucket.")
-
-
 def pad_right(sequences: Sequence[Sequence[int]], length: int,
               pad_id: int) -> tuple[np.ndarray, np.ndarray]:
   """([B, length] int32 right-padded, [B] int32 lengths)."""
@@ -239,8 +221,9 @@ def collate(examples: Sequence[EncodedExample], *, pad_id: int,
   """EncodedExamples -> Batch, each side padded to its smallest fitting bucket."""
   prompts = [list(e.prompt_ids) for e in examples]
   targets = [list(e.target_ids) for e in examples]
-  prompt_len = bucket_length(max(map(len, prompts)), prompt_buckets)
-  target_len = bucket_length(max(1, max(map(len, targets))), target_buckets)
+  prompt_len = buckets.bucket(max(map(len, prompts)), prompt_buckets, what="prompt length")
+  target_len = buckets.bucket(max(1, max(map(len, targets))), target_buckets,
+                              what="target length")
   prompt_tokens, prompt_lengths = pad_right(prompts, prompt_len, pad_id)
   target_tokens, target_lengths = pad_right(targets, target_len, pad_id)
   return Batch(prompt_tokens=prompt_tokens, prompt_lengths=prompt_lengths,
@@ -292,8 +275,8 @@ def batch_dataset(encoded: EncodedSplit, *, batch_size: int, seed: int = 0,
     raise ValueError(f"shard_index={shard_index} must be in [0, {shard_count}).")
   if batch_size < 1:
     raise ValueError(f"batch_size={batch_size}; must be >= 1.")
-  prompt_buckets = tuple(prompt_buckets or power_of_two_buckets(encoded.max_prompt_tokens))
-  target_buckets = tuple(target_buckets or power_of_two_buckets(encoded.max_target_tokens))
+  prompt_buckets = tuple(prompt_buckets or buckets.power_of_two(encoded.max_prompt_tokens))
+  target_buckets = tuple(target_buckets or buckets.power_of_two(encoded.max_target_tokens))
   if not encoded.examples:
     raise ValueError("No examples to batch (all dropped, or an empty split).")
 

@@ -96,6 +96,16 @@ def completion_end_id(tokenizer) -> int | None:
   return tokenizer.eos_token_id
 
 
+def pad_id(tokenizer) -> int:
+  """The run's right-padding id (the package's one rule): the tokenizer's pad
+  token, else the completion end id, else 0. Padding is masked out of every
+  loss and metric; the id only has to be a valid token."""
+  if tokenizer.pad_token_id is not None:
+    return int(tokenizer.pad_token_id)
+  end_id = completion_end_id(tokenizer)
+  return int(end_id) if end_id is not None else 0
+
+
 @functools.lru_cache(maxsize=32)
 def _decoded_vocab(tokenizer) -> tuple[str, ...]:
   """Text of every single token id (one batched decode; cached per tokenizer)."""

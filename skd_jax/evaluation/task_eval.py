@@ -36,7 +36,8 @@ def _references_for(metric: str, batch_refs: list[str], batch_answers: list[str]
 def evaluate_task(task, generate_fn: GenerateFn, tokenizer, split: str = "test",
                   out_dir: str | None = None, *, batch_size: int = 32,
                   limit: int | None = None, metric_names: Sequence[str] | None = None,
-                  shard_index: int = 0, shard_count: int = 1) -> dict[str, float]:
+                  shard_index: int = 0, shard_count: int = 1,
+                  encoded: pipeline.EncodedSplit | None = None) -> dict[str, float]:
   """Generates for every example of `split`, scores, and writes the results.
 
   Args:
@@ -50,11 +51,14 @@ def evaluate_task(task, generate_fn: GenerateFn, tokenizer, split: str = "test",
     metric_names: default task.metrics.
     shard_index, shard_count: evaluate one shard (default: everything on this
       host; metrics are only meaningful over the whole split).
+    encoded: `split` already tokenised (`limit` is then not applied): callers
+      that evaluate a split repeatedly tokenise it once.
 
   Returns:
     {metric: score} plus "num_examples".
   """
-  encoded = pipeline.encode_split(task, tokenizer, split, limit=limit)
+  if encoded is None:
+    encoded = pipeline.encode_split(task, tokenizer, split, limit=limit)
   dataset = pipeline.batch_dataset(encoded, batch_size=batch_size, shuffle=False,
                                    num_epochs=1, shard_index=shard_index,
                                    shard_count=shard_count)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from skd_jax import buckets
 from skd_jax import sharding
 from skd_jax import text as text_lib
 from skd_jax.models.model import Model
@@ -39,19 +40,6 @@ class SampleOutput:
   rounds: int
   rollout: sampler.Rollout
   texts: list[str] | None = None
-
-
-def default_buckets() -> tuple[int, ...]:
-  return tuple(2 ** i for i in range(4, 17))
-
-
-def bucket_for(length: int, buckets: Sequence[int]) -> int:
-  """The smallest bucket >= length."""
-  for b in buckets:
-    if b >= length:
-      return b
-  raise ValueError(f"Prompt of {length} tokens is longer than the largest prompt bucket "
-                   f"{max(buckets)}; add a larger bucket to SamplerConfig.prompt_buckets.")
 
 
 def _vocab_size(student: Model | None, teacher: Model | None, config: SamplerConfig) -> int:
@@ -115,7 +103,9 @@ def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Seq
     bad = [t for t in p if not 0 <= int(t) < vocab]
     if bad:
       raise ValueError(f"Prompt {i} has token ids {bad[:5]} outside the vocabulary [0, {vocab}).")
-  bucket = bucket_for(max(len(p) for p in prompts), config.prompt_buckets or default_buckets())
+  bucket = buckets.bucket(max(len(p) for p in prompts),
+                          config.prompt_buckets or buckets.power_of_two(), what="prompt length",
+                          fix="add a larger bucket to SamplerConfig.prompt_buckets")
   need = bucket + config.max_new_tokens + (config.gamma if config.method == "skd" else 1)
   if config.cache_length is not None and need > config.cache_length:
     raise ValueError(f"Prompt bucket {bucket} + max_new_tokens {config.max_new_tokens} + gamma "

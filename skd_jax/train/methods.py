@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
+from skd_jax import buckets as buckets_lib
 from skd_jax.sampling.config import SamplerConfig
 
 # Row sources (int codes of `row_sources`).
@@ -273,14 +274,6 @@ def sampler_config(source: int, sampler: Any, *, max_new_tokens: int,
                        sampling_top_k=int(sampler.sampling_top_k), **common)
 
 
-def length_bucket(length: int, buckets: Sequence[int]) -> int:
-  """The smallest bucket >= length (the last one if none: callers cap lengths)."""
-  for b in sorted(buckets):
-    if b >= length:
-      return b
-  return max(length, max(buckets))
-
-
 def assemble_batch(prompt_ids: Sequence[Sequence[int]], target_ids: Sequence[Sequence[int]],
                    sources: np.ndarray, rollouts: Mapping[int, Any], *, pad_id: int,
                    buckets: Sequence[int]) -> dict[str, np.ndarray]:
@@ -311,7 +304,8 @@ def assemble_batch(prompt_ids: Sequence[Sequence[int]], target_ids: Sequence[Seq
       rows.append(np.asarray(out.tokens[b, :end]).tolist())
       spans.append((start, end))
       flags.append(np.asarray(out.from_teacher[b, :end], bool))
-  length = length_bucket(max(len(r) for r in rows), buckets)
+  length = buckets_lib.bucket(max(len(r) for r in rows), buckets, what="training row length",
+                              fix="rows are capped at max_prompt_tokens + max_new_tokens")
   batch = len(rows)
   tokens = np.full((batch, length), pad_id, np.int32)
   loss_mask = np.zeros((batch, length), bool)
