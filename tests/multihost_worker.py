@@ -22,25 +22,16 @@ OPT = dict(learning_rate=1e-3, schedule="constant")
 
 
 def configs():
-  from skd_jax.models import config as mconfig
   from skd_jax.train import step as step_lib
-  return (mconfig.get_config("tiny-gemma"), mconfig.get_config("tiny-qwen2", hidden_size=48),
-          step_lib.LossConfig(chunk_size=8))
+  from tests import tiny
+  return tiny.STUDENT, tiny.TEACHER, step_lib.LossConfig(chunk_size=8)
 
 
 def models_and_batch():
   """(student params, teacher params, global batch as numpy), the same everywhere."""
-  import jax
-  from skd_jax.models import transformer
-  student_cfg, teacher_cfg, _ = configs()
-  student = transformer.init_params(student_cfg, jax.random.PRNGKey(0))
-  teacher = transformer.init_params(teacher_cfg, jax.random.PRNGKey(1), std=0.3)
-  rng = np.random.default_rng(0)
-  tokens = rng.integers(3, student_cfg.vocab_size, (8, 16)).astype(np.int32)
-  loss_mask = np.zeros((8, 16), bool)
-  for b in range(8):
-    loss_mask[b, 2 + b % 5: 16 - b % 3] = True
-  return student, teacher, dict(tokens=tokens, loss_mask=loss_mask)
+  from tests import tiny
+  student, teacher = tiny.params()
+  return student, teacher, tiny.batch()
 
 
 def train(state, teacher, batch, steps: int = STEPS):
