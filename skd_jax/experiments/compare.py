@@ -131,36 +131,12 @@ def format_table(rows: list[tuple[str, dict]], metrics: list[str]) -> str:
 
 
 def plot_comparison(workdir: str, names: list[str], metric: str) -> str:
-  """One PNG: the validation metric and replacement rate of every run vs step."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  """plots/comparison.png (`skd_jax.plot.plot_comparison`): each run's validation metric
+  vs step with its final test score as a separate marker, and the SKD runs' replacement rate."""
   from skd_jax import plot as plot_lib
-
-  fig, (ax_metric, ax_rate) = plt.subplots(1, 2, figsize=(11, 4))
-  for name in names:
-    rows = plot_lib.read_metrics(os.path.join(workdir, name))
-    steps, values = plot_lib._series([r for r in rows if r.get("kind") == "eval"], metric)
-    if steps:
-      ax_metric.plot(steps, values, marker="o", label=LABELS.get(name, name))
-    steps, values = plot_lib._series([r for r in rows if r.get("kind") == "train"],
-                                     "replacement_rate")
-    method = methods_lib.METHODS.get(name)
-    if steps and method is not None and methods_lib.SKD in method.sources:
-      ax_rate.plot(steps, values, label=LABELS.get(name, name))
-  ax_metric.set(xlabel="step", ylabel=f"validation {metric}", title="student quality")
-  ax_rate.set(xlabel="step", ylabel="fraction of tokens from the teacher",
-              title="SKD teacher-replacement rate")
-  for ax in (ax_metric, ax_rate):
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend()
-  path = os.path.join(workdir, "plots", "comparison.png")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  skd_runs = [n for n in names if methods_lib.METHODS.get(n) is not None
+              and methods_lib.SKD in methods_lib.METHODS[n].sources]
+  return plot_lib.plot_comparison(workdir, names, metric, LABELS, rate_names=skd_runs)
 
 
 def run_comparison(config, workdir: str | None = None) -> dict[str, Any]:
