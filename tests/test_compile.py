@@ -140,6 +140,6 @@ def test_analytic_flops_count_every_layer_and_decode_step():
   one = compile_lib.forward_flops(cfg, rows=1, new=1, keys=1)
   # ~2 FLOPs per parameter per token (embedding as the tied LM head).
   assert one == pytest.approx(2 * cfg.num_params(), rel=0.01)
-  assert compile_lib._expected_tokens_per_round(5, 1.0) == 5   # pylint: disable=protected-access
-  assert compile_lib._expected_tokens_per_round(5, 0.0) == 1   # pylint: disable=protected-access
+  assert compile_lib.expected_tokens_per_round(5, 1.0) == 5
+  assert compile_lib.expected_tokens_per_round(5, 0.0) == 1
   assert plan_lib.load_config(CONFIG).task.max_new_tokens == 8

@@ -41,7 +41,9 @@ def pruned_config(config: ModelConfig, indices) -> ModelConfig:
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def _logits(params, tokens, cfg: ModelConfig):
+def params_logits(params, tokens, cfg: ModelConfig):
+  """The jitted program of `logits`: (params, int32 tokens [B, L]) -> float32 [B, L, V];
+  `skd_jax.compile` lowers it with abstract, sharded arguments."""
   return transformer.forward(params, tokens, cfg)[0]
 
 
@@ -50,4 +52,4 @@ def logits(model: Model, tokens) -> jax.Array:
   tokens = jnp.asarray(np.asarray(tokens), jnp.int32)
   if tokens.ndim != 2:
     raise ValueError(f"tokens must be [batch, length]; got shape {tokens.shape}.")
-  return _logits(model.params, tokens, model.config)
+  return params_logits(model.params, tokens, model.config)
