@@ -71,13 +71,7 @@ def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Seq
     raise ValueError(f"method={config.method!r} needs a student model.")
   if config.method != "student" and teacher is None:
     raise ValueError(f"method={config.method!r} needs a teacher model.")
-  if config.top_k < 0:
-    raise ValueError(f"top_k={config.top_k}: the acceptance K must be >= 0 "
-                     "(0 = teacher sampling, vocab size = on-policy).")
-  if config.gamma < 1:
-    raise ValueError(f"gamma={config.gamma}: draft at least one token per round (gamma >= 1).")
-  if config.max_new_tokens < 0:
-    raise ValueError(f"max_new_tokens={config.max_new_tokens} must be >= 0.")
+  # top_k, gamma, max_new_tokens, temperatures, top-p: SamplerConfig.__post_init__.
   if config.acceptance not in ("raw", "warped"):
     raise ValueError(f"acceptance={config.acceptance!r}; use 'raw' or 'warped'.")
   if config.decode_layout not in ("auto", "stacked", "per_layer"):
@@ -87,13 +81,6 @@ def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Seq
     if getattr(config, name) not in sharding.RULE_SETS:
       raise ValueError(f"{name}={getattr(config, name)!r}: unknown sharding rule table; "
                        f"known: {sorted(sharding.RULE_SETS)}.")
-  for name in ("student_temperature", "teacher_temperature"):
-    if getattr(config, name) < 0:
-      raise ValueError(f"{name}={getattr(config, name)} must be >= 0 (0 = greedy).")
-  for name in ("top_p", "student_top_p", "teacher_top_p"):
-    v = getattr(config, name)
-    if v is not None and not 0 < v <= 1:
-      raise ValueError(f"{name}={v} must be in (0, 1].")
   if not prompts:
     raise ValueError("No prompts given.")
   vocab = _vocab_size(student, teacher, config)

@@ -75,6 +75,7 @@ class SamplerConfig:
   teacher_rules: str = "teacher"
 
   def __post_init__(self):
+    _check_ranges(self)
     if self.stop_ids is not None:
       object.__setattr__(self, "stop_ids", tuple(int(s) for s in self.stop_ids))
     object.__setattr__(self, "stop_sequences", token_sequences(self.stop_sequences))
@@ -83,6 +84,27 @@ class SamplerConfig:
 
   def replace(self, **kw) -> "SamplerConfig":
     return dataclasses.replace(self, **kw)
+
+
+def _check_ranges(config: SamplerConfig) -> None:
+  """ValueError naming a knob out of range and its fix (the one home of these checks;
+  the driver's validation reports them under their config keys)."""
+  if config.top_k < 0:
+    raise ValueError(f"top_k={config.top_k}: the acceptance K must be >= 0 "
+                     "(0 = teacher sampling, vocab size = on-policy).")
+  if config.gamma < 1:
+    raise ValueError(f"gamma={config.gamma}: draft at least one token per round (gamma >= 1).")
+  if config.max_new_tokens < 0:
+    raise ValueError(f"max_new_tokens={config.max_new_tokens} must be >= 0.")
+  for name in ("student_temperature", "teacher_temperature"):
+    if getattr(config, name) < 0:
+      raise ValueError(f"{name}={getattr(config, name)} must be >= 0 (0 = greedy).")
+  for name in ("top_p", "student_top_p", "teacher_top_p"):
+    value = getattr(config, name)
+    if value is not None and not 0 < value <= 1:
+      raise ValueError(f"{name}={value} must be in (0, 1].")
+  if config.sampling_top_k < 0:
+    raise ValueError(f"sampling_top_k={config.sampling_top_k} must be >= 0 (0 = off).")
 
 
 def token_sequences(value) -> tuple[tuple[int, ...], ...]:
