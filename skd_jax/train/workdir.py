@@ -54,8 +54,9 @@ COSMETIC_KEYS = (
 MODEL_KEYS = ("student.path", "student.overrides.", "student.keep_layers", "tokenizer")
 # Modules that only draw, print, compile for other hardware or check inputs
 # (experiments/ is skipped too: the configs it builds are fingerprinted).
-_NOT_RESULTS = ("plot.py", "compile.py", "plan.py", "train/logger.py", "train/workdir.py",
+_NOT_RESULTS = ("plot.py", "train/logger.py", "train/workdir.py",
                 "train/preflight.py", "train/interrupt.py", "main.py")
+_NOT_RESULTS_DIRS = ("experiments/", "compile/", "plan/")
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MIB = 1 << 20
 
@@ -105,7 +106,7 @@ def code_version() -> dict[str, str]:
     dirs[:] = sorted(d for d in dirs if d != "__pycache__")
     for name in sorted(files):
       rel = os.path.relpath(os.path.join(root, name), _PACKAGE).replace(os.sep, "/")
-      if not name.endswith(".py") or rel in _NOT_RESULTS or rel.startswith("experiments/"):
+      if not name.endswith(".py") or rel in _NOT_RESULTS or rel.startswith(_NOT_RESULTS_DIRS):
         continue
       digest.update(rel.encode() + b"\0")
       with open(os.path.join(root, name), "rb") as f:
