@@ -1,5 +1,4 @@
-"""Methods as data-source policies: coin flips, batch layout, every method end to end."""
-import importlib.util
+"""Methods as data-source policies: coin flips, batch layout, the rows each method trains on."""
 import json
 import os
 
@@ -18,31 +17,10 @@ from skd_jax.train import training
 from skd_jax.train import methods
 from skd_jax.train import step as step_lib
 from skd_jax.train import validate
+from tests import tiny
+from tests.tiny import tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(name="gemma_translate", **overrides):
-  """The `:tiny` config, shrunk further for tests (2 steps, no export)."""
-  path = os.path.join(ROOT, "configs", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"test_cfg_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("tiny")
-  c.max_steps = 2
-  c.eval.every_steps = 0
-  c.eval.limit = 4
-  c.eval.batch_size = 4
-  c.eval.final_split = ""
-  c.export = False
-  c.checkpoint.every_steps = 100
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+ROOT = tiny.ROOT   # Until every test imports it from tests/tiny.py.
 
 
 MIX = ml_collections.ConfigDict(dict(lmbda=0.5, gkd_per_sequence=True, gkd_seq_kd=False,
@@ -101,11 +79,7 @@ def test_gkd_per_batch_and_seq_kd():
 
 
 def _base_config():
-  spec = importlib.util.spec_from_file_location("test_cfg_base",
-                                                os.path.join(ROOT, "configs", "base.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return tiny.config_module("base").get_config()
 
 
 # The official settings (docs/DRIVER.md, "Sampling settings"): the SKD code
@@ -197,20 +171,70 @@ def test_assemble_batch_layout():
   assert batch["sampled"].tolist() == [False, True]
 
 
-@pytest.mark.parametrize("method", sorted(methods.METHODS))
-def test_every_method_trains_end_to_end(method, tmp_path):
-  config = tiny_config(method=method)
-  result = loop.run(config, str(tmp_path), "train")
-  assert result["step"] == 2
-  rows = [l for l in open(tmp_path / "metrics.jsonl") if '"train"' in l]
-  assert len(rows) == 2 and "NaN" not in rows[0].split('"loss":')[1].split(",")[0]
-  assert os.path.isdir(tmp_path / "checkpoints" / "2")
-  assert os.path.exists(tmp_path / "samples" / "step_2.jsonl")
-
-
 @pytest.fixture(scope="module")
 def env():
   return run_setup.setup(tiny_config(), "/tmp/skdtests/unused")
+
+
+def _train_rows(workdir) -> list[dict]:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [r for r in map(json.loads, f) if r.get("kind") == "train"]
+
+
+# One method per (objective, sources) kind: the reference with cross-entropy, teacher
+# samples with cross-entropy, SKD and reference rows with the divergence.
+@pytest.mark.parametrize("method,sampled", [("sft", 0.0), ("seq_kd", 1.0), ("skd_mixed", None)])
+def test_methods_train_end_to_end(method, sampled, tmp_path):
+  config = tiny_config(method=method)
+  result = loop.run(config, str(tmp_path), "train")
+  assert result["step"] == 2
+  rows = _train_rows(tmp_path)
+  assert [r["step"] for r in rows] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in rows), rows
+  if sampled is not None:   # The logged share of sampled rows is the method's.
+    assert all(r["sampled_fraction"] == sampled for r in rows), rows
+  assert os.path.isdir(tmp_path / "checkpoints" / "2")
+  with open(tmp_path / "samples" / "step_2.jsonl") as f:
+    samples = [json.loads(line) for line in f]
+  assert 0 < len(samples) <= config.eval.num_samples
+  assert all(set(s) == {"id", "prompt", "prediction", "reference"} for s in samples)
+
+
+@pytest.mark.parametrize("method", sorted(methods.METHODS))
+def test_every_method_trains_on_rows_from_the_sources_it_claims(env, method):
+  """Reference rows are the dataset's prompt + target; sampled rows keep the prompt and
+  learn from the completion only; the teacher's share of sampled tokens is 0 for student
+  rollouts, 1 for teacher rollouts and in between for SKD."""
+  _set_method(env, method)
+  dataset, _ = training.train_dataset(env)
+  data = next(iter(dataset))
+  state = training.create_state(env, 20)
+  step, total = 12, 20   # Past two_stage's switch (fraction 0.5).
+  batch, stats = rollout.make_train_batch(env, state, data, step, total)
+  sources = methods.row_sources(method, env.config.mix, methods.source_key(state.rng, step),
+                                env.config.batch_size, step, total)
+  assert set(sources.tolist()) <= set(methods.METHODS[method].sources)
+  max_new = int(env.config.task.max_new_tokens)
+  for b, source in enumerate(sources.tolist()):
+    prompt, target = list(data.prompt_ids[b]), list(data.target_ids[b])
+    tokens, learn = batch["tokens"][b], np.flatnonzero(batch["loss_mask"][b])
+    assert tokens[:len(prompt)].tolist() == prompt, (method, b)
+    if source == methods.GROUND_TRUTH:
+      assert tokens[len(prompt):len(prompt) + len(target)].tolist() == target, (method, b)
+      assert learn.tolist() == list(range(len(prompt), len(prompt) + len(target)))
+    else:   # A completion of 1..max_new_tokens tokens right after the prompt.
+      assert 1 <= len(learn) <= max_new and learn.tolist() == list(
+          range(len(prompt), len(prompt) + len(learn))), (method, b)
+  sampled = sources != methods.GROUND_TRUTH
+  assert stats["sampled_fraction"] == pytest.approx(np.mean(sampled))
+  rollout_sources = set(sources[sampled].tolist())
+  if rollout_sources == {methods.STUDENT}:
+    assert stats["replacement_rate"] == 0.0
+  elif rollout_sources == {methods.TEACHER}:
+    assert stats["replacement_rate"] == 1.0
+  elif rollout_sources == {methods.SKD}:
+    assert 0.0 < stats["replacement_rate"] < 1.0
+    assert 0.0 < stats["acceptance_rate"] < 1.0
 
 
 @pytest.mark.parametrize("method", ["sft", "supervised_kd"])

@@ -49,16 +49,21 @@ def batch(rows: int = 8, length: int = 16, seed: int = 0) -> dict:
   return dict(tokens=tokens, loss_mask=loss_mask)
 
 
+def config_module(name: str):
+  """The module of configs/<name>.py, loaded from its file (configs/ is not a package)."""
+  path = os.path.join(ROOT, "configs", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"test_cfg_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def tiny_config(name: str = "gemma_translate", **overrides):
   """The `configs/<name>.py:tiny` experiment, shrunk further (2 steps, no export).
 
   `overrides` are dotted config keys, e.g. `**{"eval.limit": 2}` or `method="sft"`.
   """
-  path = os.path.join(ROOT, "configs", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"test_cfg_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("tiny")
+  c = config_module(name).get_config("tiny")
   c.max_steps = 2
   c.eval.every_steps = 0
   c.eval.limit = 4
