@@ -10,7 +10,7 @@ import pytest
 
 from skd_jax.train import run_setup
 from skd_jax.train import training
-from tests.test_methods import tiny_config
+from tests.tiny import tiny_config
 
 BATCH, LENGTH = 8, 128
 

@@ -6,7 +6,7 @@ from skd_jax.train import loop
 from skd_jax.train import methods
 from skd_jax.train import rollout
 from skd_jax.train import run_setup
-from tests.test_methods import tiny_config
+from tests.tiny import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from skd_jax import main as main_lib
 from skd_jax.train import run_setup
 from skd_jax.train.validate import ConfigError
-from tests.test_methods import ROOT, tiny_config
+from tests.tiny import ROOT, tiny_config
 
 BAD = [
     ({"sampler.top_k": -1}, "sampler.top_k=-1"),

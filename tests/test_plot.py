@@ -9,7 +9,7 @@ import pytest
 
 from skd_jax import plot
 from skd_jax.train import loop
-from tests.test_methods import tiny_config
+from tests.tiny import tiny_config
 
 
 def test_plot_finished_run(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from tests.test_methods import ROOT
+from tests.tiny import ROOT
 
 FLAGS = ["--config=configs/gemma_translate.py:tiny", "--config.max_steps=8",
          "--config.checkpoint.every_steps=2", "--config.eval.every_steps=4",
