@@ -62,6 +62,18 @@ def get_config() -> ml_collections.ConfigDict:
       top_p=0.5,                      # SKD / teacher nucleus (both models).
       sampling_top_k=50,              # SKD / teacher top-k filter (0 = off; HF's default 50).
       acceptance="raw",               # "raw" | "warped" teacher distribution for the top-K test.
+      # Official-code variants (SamplerConfig docstring; docs/RESULTS.md "Acceptance variants"):
+      acceptance_top_p=0.0,           # 0 = top-K test; p in (0, 1]: accept inside the teacher's
+                                      #   top-p nucleus instead (the official `teacher_p`).
+      top_k_decay_length=0,           # 0 = constant K; L > 0: the official linearly decaying K
+                                      #   (`expected_seq_len`), by completion index.
+      # Acceptance-targeting K (beyond the paper; skd_jax/train/acceptance_control.py): K
+      # moves between steps to hold the teacher-replacement rate near a target.
+      target_replacement_rate=0.0,    # 0 = off (K = top_k throughout); else the rate to hold.
+      target_band=0.05,               # No change while |rate - target| <= band.
+      target_k_min=1,                 # Bounds of the controlled K (k_max 0 = vocabulary size).
+      target_k_max=0,
+      target_gain=0.5,                # log-K step per unit log error (stable for gain * a < 2).
       # Student-only sampling, one (temperature, top_p, sampling_top_k) per method.
       on_policy_temperature=0.5,      # on_policy (official: student T 0.5, top-p 0.5,
       on_policy_top_p=0.5,            #   HF generate's default top-k 50).

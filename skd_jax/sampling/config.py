@@ -26,10 +26,31 @@ class SamplerConfig:
     top_p: nucleus of both models; student_top_p / teacher_top_p override it.
     sampling_top_k: top-k filter of both models' sampling distributions (0 = off);
       distinct from the acceptance `top_k`.
-    acceptance: "raw" (the top-K test uses the teacher's raw distribution, the
-      default) or "warped" (its temperature/top-p/top-k-warped sampling
-      distribution, as the official code does; then K may include
-      zero-probability ids, chosen by lowest id).
+    acceptance: which teacher distribution the acceptance test sees. "raw" (its
+      logits, the default) or "warped" (its temperature/top-k/top-p-warped
+      sampling distribution, as the official code does). Warped, every id outside
+      the teacher's sampling nucleus has probability 0, so when the nucleus holds
+      n < K ids the top-K is the nucleus plus K - n "filler" ids of probability 0:
+      the lowest ids outside the nucleus (ties go to the lower id here; torch.topk,
+      the official code, leaves tie order unspecified). In Gemma's and the tiny
+      tokenizers those are the special ids 0.. (<pad> 0, <eos> 1, <bos> 2, ...), so
+      a student <eos> is accepted whenever the nucleus is small: warped SKD accepts
+      a student token inside the teacher's nucleus or when it is a low-id special,
+      and otherwise replaces it (docs/RESULTS.md, "Acceptance variants").
+    acceptance_top_p: 0 = the top-K test (K = `top_k`). In (0, 1]: the top-p test,
+      the official code's `teacher_p`: accept a draft when it lies inside the
+      teacher's nucleus of mass `acceptance_top_p` (the fewest highest-probability
+      ids, ties to the lower id, whose mass reaches it; never a probability-0 id,
+      always the teacher's top id) of the distribution `acceptance` names; `top_k`
+      is then unused. 1.0 with "warped" accepts exactly the drafts the teacher's
+      sampling distribution can produce (the warped top-K without its filler).
+    top_k_decay_length: 0 = constant K. L > 0: the official code's linearly
+      decaying K (its `expected_seq_len`): the draft at completion index j is
+      tested with K_j = max(K - d * ceil(j / N), 1), d = max(ceil(K / L), 1),
+      N = max(L // K, 1); K = 0 stays 0. The official code decays once per verify
+      round (K falls every N rounds), which depends on gamma and on how many drafts
+      pass; per completion index is the same schedule at gamma = 1 and keeps gamma
+      a pure speed knob. Traced: a new L or K never recompiles.
     max_new_tokens: completion budget, honoured exactly.
     stop_ids: tokens that end a completion (kept in it). None = the models' EOS
       ids; () = never stop early.
@@ -64,6 +85,8 @@ class SamplerConfig:
   teacher_top_p: float | None = None
   sampling_top_k: int = 0
   acceptance: str = "raw"
+  acceptance_top_p: float = 0.0
+  top_k_decay_length: int = 0
   max_new_tokens: int = 128
   stop_ids: tuple[int, ...] | None = None
   stop_sequences: tuple[tuple[int, ...], ...] = ()
@@ -76,6 +99,7 @@ class SamplerConfig:
 
   def __post_init__(self):
     _check_ranges(self)
+    _check_acceptance(self)
     if self.stop_ids is not None:
       object.__setattr__(self, "stop_ids", tuple(int(s) for s in self.stop_ids))
     object.__setattr__(self, "stop_sequences", token_sequences(self.stop_sequences))
@@ -84,6 +108,9 @@ class SamplerConfig:
 
   def replace(self, **kw) -> "SamplerConfig":
     return dataclasses.replace(self, **kw)
+
+
+ACCEPTANCE = ("raw", "warped")
 
 
 def _check_ranges(config: SamplerConfig) -> None:
@@ -105,6 +132,35 @@ def _check_ranges(config: SamplerConfig) -> None:
       raise ValueError(f"{name}={value} must be in (0, 1].")
   if config.sampling_top_k < 0:
     raise ValueError(f"sampling_top_k={config.sampling_top_k} must be >= 0 (0 = off).")
+
+
+def _check_acceptance(config: SamplerConfig) -> None:
+  """ValueError naming a bad acceptance setting and its fix."""
+  if config.acceptance not in ACCEPTANCE:
+    raise ValueError(f"acceptance={config.acceptance!r}; use 'raw' or 'warped'.")
+  if not 0.0 <= config.acceptance_top_p <= 1.0:
+    raise ValueError(f"acceptance_top_p={config.acceptance_top_p} must be in [0, 1] "
+                     "(0 = the top-K test; p in (0, 1] = accept inside the teacher's top-p "
+                     "nucleus).")
+  if config.top_k_decay_length < 0:
+    raise ValueError(f"top_k_decay_length={config.top_k_decay_length} must be >= 0 "
+                     "(0 = constant K; L > 0 = the official decay over an expected length L).")
+  if config.top_k_decay_length and config.acceptance_top_p:
+    raise ValueError(f"top_k_decay_length={config.top_k_decay_length} decays the top-K test, "
+                     f"but acceptance_top_p={config.acceptance_top_p} replaces it by the top-p "
+                     "test; set one of them to 0.")
+
+
+def acceptance_settings(block) -> dict:
+  """The acceptance fields of a SamplerConfig from a config's `sampler` block.
+
+  Keys missing from the block (configs written before they existed) get the
+  SamplerConfig defaults.
+  """
+  get = block.get if hasattr(block, "get") else (lambda k, d: getattr(block, k, d))
+  return dict(acceptance=str(get("acceptance", "raw")),
+              acceptance_top_p=float(get("acceptance_top_p", 0.0)),
+              top_k_decay_length=int(get("top_k_decay_length", 0)))
 
 
 def token_sequences(value) -> tuple[tuple[int, ...], ...]:
@@ -140,6 +196,7 @@ class StaticSampling:
   sampling_top_k: int
   warped_acceptance: bool
   vocab_size: int
+  nucleus_acceptance: bool = False                  # the top-p test (acceptance_top_p > 0)
   per_layer_decode: bool = False
   stop_sequences: tuple[tuple[int, ...], ...] = ()   # sorted, without repeats
   student_rules: str = "student"                    # sharding.RULE_SETS names
@@ -149,7 +206,9 @@ class StaticSampling:
 @flax.struct.dataclass
 class DynamicSampling:
   """Traced settings: changing them does not recompile."""
-  top_k: jnp.ndarray               # int32 scalar, acceptance K
+  top_k: jnp.ndarray               # int32 scalar, acceptance K (at completion index 0)
+  top_k_decay_length: jnp.ndarray  # int32 scalar, 0 = constant K (`decayed_top_k`)
+  acceptance_top_p: jnp.ndarray    # float32 scalar, the top-p test's mass (if static says so)
   student_temperature: jnp.ndarray  # float32 scalar
   teacher_temperature: jnp.ndarray
   student_top_p: jnp.ndarray
@@ -165,6 +224,7 @@ def split(config: SamplerConfig, stop_ids: tuple[int, ...], vocab_size: int):
       stop_ids=stop_ids,
       sampling_top_k=config.sampling_top_k,
       warped_acceptance=config.acceptance == "warped",
+      nucleus_acceptance=config.acceptance_top_p > 0,
       vocab_size=vocab_size,
       per_layer_decode=(config.decode_layout == "per_layer" or
                         (config.decode_layout == "auto" and jax.default_backend() == "cpu")),
@@ -175,9 +235,27 @@ def split(config: SamplerConfig, stop_ids: tuple[int, ...], vocab_size: int):
   f32 = lambda x: jnp.asarray(x, jnp.float32)
   dynamic = DynamicSampling(
       top_k=jnp.asarray(min(config.top_k, vocab_size), jnp.int32),
+      top_k_decay_length=jnp.asarray(config.top_k_decay_length, jnp.int32),
+      acceptance_top_p=f32(config.acceptance_top_p),
       student_temperature=f32(config.student_temperature),
       teacher_temperature=f32(config.teacher_temperature),
       student_top_p=f32(config.top_p if config.student_top_p is None else config.student_top_p),
       teacher_top_p=f32(config.top_p if config.teacher_top_p is None else config.teacher_top_p),
   )
   return static, dynamic
+
+
+def decayed_top_k(top_k: jax.Array, decay_length: jax.Array, index: jax.Array) -> jax.Array:
+  """The acceptance K at completion index `index` (int32, any shape).
+
+  The official linear decay over an expected length L = `decay_length`:
+  K_j = max(K - d * ceil(j / N), 1) with d = max(ceil(K / L), 1) and
+  N = max(L // K, 1). L = 0 (or K = 0) gives K at every index.
+  """
+  k = top_k.astype(jnp.int32)
+  length = jnp.maximum(decay_length, 1)
+  per_decay = jnp.maximum(-(-k // length), 1)        # ceil(K / L)
+  every = jnp.maximum(length // jnp.maximum(k, 1), 1)  # rounds between decays
+  decays = -(-index.astype(jnp.int32) // every)      # ceil(j / N), j >= 0
+  decayed = jnp.maximum(k - per_decay * decays, 1)
+  return jnp.where((decay_length > 0) & (k > 0), decayed, k)

@@ -71,17 +71,41 @@ def sample(key: jax.Array, logits: jax.Array, temperature: jax.Array, top_p: jax
   return jnp.where(temperature > 0, drawn, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
 
 
+def _above(logits: jax.Array, token: jax.Array) -> jax.Array:
+  """[..., V] bool: the ids ranked above `token` [...] (higher logit, ties by lower id)."""
+  chosen = jnp.take_along_axis(logits, token[..., None], axis=-1)
+  ids = jnp.arange(logits.shape[-1])
+  return (logits > chosen) | ((logits == chosen) & (ids < token[..., None]))
+
+
 def rank_of(logits: jax.Array, token: jax.Array) -> jax.Array:
   """Rank of `token` [...] under `logits` [..., V]: ids strictly above it, ties by lower id.
 
   `rank < K` is exactly membership in `jax.lax.top_k(logits, K)`, for a traced K.
   """
-  chosen = jnp.take_along_axis(logits, token[..., None], axis=-1)
-  ids = jnp.arange(logits.shape[-1])
-  above = (logits > chosen) | ((logits == chosen) & (ids < token[..., None]))
-  return jnp.sum(above, axis=-1)
+  return jnp.sum(_above(logits, token), axis=-1)
 
 
 def in_top_k(logits: jax.Array, token: jax.Array, k: jax.Array) -> jax.Array:
-  """Whether `token` is among the k highest `logits` (bool [...]); k = 0 rejects all."""
+  """Whether `token` is among the k highest `logits` (bool [...]); k = 0 rejects all.
+
+  `k` is a scalar or broadcasts against `token` (a K per position).
+  """
   return rank_of(logits, token) < k
+
+
+def in_nucleus(logits: jax.Array, token: jax.Array, top_p: jax.Array) -> jax.Array:
+  """Whether `token` [...] is inside the top-p nucleus of softmax(`logits` [..., V]).
+
+  The nucleus is the fewest highest-probability ids (ties to the lower id) whose
+  mass reaches `top_p`, as nucleus sampling keeps (`warp`): an id is in it when
+  the mass ranked above it is < top_p. The top id always is; an id of
+  probability 0 never is (so top_p = 1 on a warped distribution is its support).
+  No sort: the mass above one token is a masked sum over the vocabulary.
+  """
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  above = _above(logits, token)
+  mass_above = jnp.sum(jnp.where(above, probs, 0.0), axis=-1)
+  chosen = jnp.take_along_axis(probs, token[..., None], axis=-1)[..., 0]
+  first = ~jnp.any(above, axis=-1)
+  return first | ((mass_above < top_p) & (chosen > 0))

@@ -10,7 +10,9 @@ One SKD round, for every row at once (rows advance by different amounts):
    one decode step each;
 2. the teacher runs ONE forward over [pending, d_0, .., d_{g-2}] and so scores
    every draft position;
-3. the row keeps the longest prefix of drafts inside the teacher's top-K, then
+3. the row keeps the longest prefix of drafts that pass the teacher's test
+   (`_accept`: inside its top-K, a K decaying with the completion index, or its
+   top-p nucleus, of its raw or warped distribution), then
    (if a draft was rejected) the teacher's own sample at that position; there is
    no bonus token when all drafts pass (as in the official code);
 4. the first stop id or completed stop sequence (`stops.py`; matched inside the
@@ -43,7 +45,7 @@ from skd_jax import sharding
 from skd_jax.models import transformer
 from skd_jax.models.config import ModelConfig
 from skd_jax.sampling import distributions, stops
-from skd_jax.sampling.config import DynamicSampling, StaticSampling
+from skd_jax.sampling.config import DynamicSampling, StaticSampling, decayed_top_k
 
 STUDENT_STREAM, TEACHER_STREAM = 0, 1
 
@@ -117,6 +119,20 @@ def _teacher_token(logits, completion_index, row_keys, static, dyn):
                               static.sampling_top_k)
 
 
+def _accept(test_logits, drafts, completion_index, static: StaticSampling,
+            dyn: DynamicSampling) -> jax.Array:
+  """[B, g] bool: draft i (at completion index completion_index + i) passes the test.
+
+  The top-p test (`static.nucleus_acceptance`), or the top-K test with the K of
+  each draft's completion index (constant unless `dyn.top_k_decay_length` > 0).
+  """
+  if static.nucleus_acceptance:
+    return distributions.in_nucleus(test_logits, drafts, dyn.acceptance_top_p)
+  index = completion_index[:, None] + jnp.arange(drafts.shape[1])[None, :]
+  k = decayed_top_k(dyn.top_k, dyn.top_k_decay_length, index)
+  return distributions.in_top_k(test_logits, drafts, k)
+
+
 def _verify(teacher_params, t_cfg, cache, pending, drafts, completion_index, row_keys,
             static: StaticSampling, dyn: DynamicSampling):
   """One teacher forward over the drafts; returns (tokens [B,g], from_teacher [B,g], n_new [B], n_accepted [B], cache)."""
@@ -128,7 +144,7 @@ def _verify(teacher_params, t_cfg, cache, pending, drafts, completion_index, row
   if static.warped_acceptance:
     test_logits = distributions.warp(logits, dyn.teacher_temperature, dyn.teacher_top_p,
                                      static.sampling_top_k)
-  accept = distributions.in_top_k(test_logits, drafts, dyn.top_k)   # [B, g]
+  accept = _accept(test_logits, drafts, completion_index, static, dyn)   # [B, g]
   n_accepted = jnp.sum(jnp.cumprod(accept, axis=1), axis=1)        # leading run
   at = jnp.minimum(n_accepted, g - 1)
   replacement = _teacher_token(jnp.take_along_axis(logits, at[:, None, None], axis=1)[:, 0],

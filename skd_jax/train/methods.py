@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from skd_jax import buckets as buckets_lib
-from skd_jax.sampling.config import SamplerConfig
+from skd_jax.sampling.config import SamplerConfig, acceptance_settings
 
 # Row sources (int codes of `row_sources`).
 GROUND_TRUTH, STUDENT, TEACHER, SKD = 0, 1, 2, 3
@@ -260,7 +260,7 @@ def sampler_config(source: int, sampler: Any, *, max_new_tokens: int,
                 prompt_buckets=tuple(sampler.prompt_buckets) or None,
                 cache_length=int(sampler.cache_length) or None,
                 shared_vocab_size=int(sampler.shared_vocab_size) or None,
-                acceptance=sampler.acceptance)
+                **acceptance_settings(sampler))
   if source == STUDENT:
     prefix = (METHODS[method].student_sampling if method in METHODS else "") or "on_policy"
     return SamplerConfig(method="student",
