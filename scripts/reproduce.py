@@ -3,12 +3,16 @@ r"""Small-scale reproduction of the paper's Table 1 comparison (docs/RESULTS.md)
     python scripts/reproduce.py --task=numbers_en_fr --seeds=0,1,2 --out=/tmp/skd_repro
     python scripts/reproduce.py --task=arithmetic --seeds=0,1,2 --out=/tmp/skd_repro
     python scripts/reproduce.py --task=numbers_en_fr --seeds=0 --k_sweep=1,5,25,100,0 --out=/tmp/skd_repro
+    python scripts/reproduce.py --task=numbers_en_fr --seeds=0,1,2 --acceptance_variants=raw,warped,top_p --out=/tmp/skd_repro
 
 For each seed: the demo's comparison (`configs/demo.py`: teacher SFT once per task,
 then one student per method from the same weak initialisation; the seed changes the
 student init, the data order and every sampling key). `--student_init=sft` starts
 every student from a short SFT of the student instead (the paper's "SFT init").
 `--k_sweep` runs SKD for each K (0 in the list means K = vocabulary size).
+`--acceptance_variants` runs SKD at K = `--k` (25) for each acceptance test of
+`VARIANTS` and reports every variant's paired per-seed differences to the first one,
+with an exact two-sided sign test and a bootstrap interval of the mean difference.
 Prints Markdown tables of mean ± std over seeds and writes `summary.json`.
 Every run is resumable: finished runs are skipped.
 """
@@ -37,6 +41,50 @@ def demo_config(task: str, size: str):
   return c
 
 
+# SKD acceptance tests (docs/RESULTS.md, "Acceptance variants"): sampler.* settings.
+VARIANTS = {
+    "raw": dict(acceptance="raw"),                               # top-K of the raw logits
+    "warped": dict(acceptance="warped"),                         # the official code's test
+    "top_p": dict(acceptance="warped", acceptance_top_p=1.0),    # warped nucleus, no filler
+    "raw_top_p": dict(acceptance="raw", acceptance_top_p=0.5),   # raw nucleus of mass 0.5
+    "decay": dict(acceptance="raw", top_k_decay_length=24),      # official decaying K, L = 24
+}
+
+
+def sign_test(diffs) -> float:
+  """Exact two-sided sign test p-value of paired differences (zeros dropped)."""
+  from math import comb
+  d = [x for x in diffs if x != 0]
+  n, pos = len(d), sum(x > 0 for x in d)
+  if n == 0:
+    return 1.0
+  tail = sum(comb(n, i) for i in range(min(pos, n - pos) + 1)) / 2 ** n
+  return min(1.0, 2 * tail)
+
+
+def bootstrap_interval(diffs, level=0.95, draws=10_000, seed=0):
+  """Percentile bootstrap interval of the mean paired difference (numpy, fixed seed)."""
+  d = np.asarray(diffs, float)
+  rng = np.random.default_rng(seed)
+  means = d[rng.integers(0, len(d), (draws, len(d)))].mean(axis=1)
+  return tuple(float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def paired_table(results, metric, reference):
+  """Markdown: each label's paired per-seed differences to `reference` on `metric`."""
+  ref = results[reference][metric]
+  lines = [f"| vs {reference} | per-seed difference ({metric}) | mean | sign test p | "
+           "95% bootstrap interval |", "|---|---|---:|---:|---|"]
+  for label, by_metric in results.items():
+    if label == reference:
+      continue
+    diffs = [a - b for a, b in zip(by_metric[metric], ref)]
+    low, high = bootstrap_interval(diffs)
+    lines.append(f"| {label} | {' / '.join(f'{x:+.1f}' for x in diffs)} | "
+                 f"{np.mean(diffs):+.1f} | {sign_test(diffs):.2f} | [{low:+.1f}, {high:+.1f}] |")
+  return "\n".join(lines)
+
+
 def mean_std(values):
   values = np.asarray(values, float)
   return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -50,6 +98,9 @@ def main():
   ap.add_argument("--student_init", default="weak", choices=["weak", "sft"])
   ap.add_argument("--sft_init_steps", type=int, default=50)
   ap.add_argument("--k_sweep", default="", help="comma-separated K values for SKD (0 = vocab)")
+  ap.add_argument("--acceptance_variants", default="",
+                  help=f"comma-separated SKD acceptance tests, of {sorted(VARIANTS)}")
+  ap.add_argument("--k", type=int, default=25, help="SKD's K for --acceptance_variants")
   ap.add_argument("--methods", default="")
   ap.add_argument("--out", default="/tmp/skd_repro")
   args = ap.parse_args()
@@ -82,7 +133,20 @@ def main():
       init.eval.every_steps = 0
       compare._train_once(init, os.path.join(run_root, "sft_init"))
       c.checkpoint.restore_from = os.path.join(run_root, "sft_init", "checkpoints")
-    if args.k_sweep:
+    if args.acceptance_variants:
+      for name in args.acceptance_variants.split(","):
+        if name not in VARIANTS:
+          raise SystemExit(f"--acceptance_variants: unknown {name!r}; use {sorted(VARIANTS)}")
+        cv = compare._run_config(c, "skd", f"skd_{name}")
+        cv.sampler.top_k = args.k
+        cv.sampler.update(VARIANTS[name])
+        label = f"SKD K={args.k} {name}"
+        r = compare._train_once(cv, os.path.join(run_root, f"skd_k{args.k}_{name}"))
+        for m in metrics + ["replacement_rate"]:
+          value = r["final"].get(m, float("nan")) if m != "replacement_rate" else \
+              _mean_train_metric(os.path.join(run_root, f"skd_k{args.k}_{name}"), m)
+          results.setdefault(label, {}).setdefault(m, []).append(value)
+    elif args.k_sweep:
       for k in [int(x) for x in args.k_sweep.split(",")]:
         ck = compare._run_config(c, "skd")
         ck.sampler.top_k = k if k > 0 else 1 << 30
@@ -110,11 +174,31 @@ def main():
     lines.append(f"| {label} | {main['mean']:.1f} ± {main['std']:.1f} | {per_seed} | "
                  f"{100 * agree['mean']:.1f} ± {100 * agree['std']:.1f} |")
   table = "\n".join(lines)
+  if args.acceptance_variants and n > 1:
+    reference = next(iter(results))
+    table += "\n\n" + paired_table(results, metric, reference)
+    table += "\n\n" + paired_table(results, "top1_agreement", reference)
+    rates = " / ".join(f"{label}: {np.mean(v['replacement_rate']):.3f}"
+                       for label, v in results.items())
+    table += f"\n\nMean replacement rate over training (mean over seeds): {rates}"
   print(f"\n{args.task}, student init: {args.student_init}, teacher {metric}: "
         f"{teacher['final'].get(metric, float('nan')):.1f}\n\n{table}")
   tag = f"{args.student_init}{'_ksweep' if args.k_sweep else ''}"
+  tag += f"_acceptance_k{args.k}" if args.acceptance_variants else ""
   with open(os.path.join(root, f"summary_{tag}.json"), "w") as f:
     json.dump({"teacher": teacher["final"], "results": summary, "args": vars(args)}, f, indent=2)
+
+
+def _mean_train_metric(run_dir: str, name: str) -> float:
+  """Mean of a logged training metric over a run's metrics.jsonl (nan if never logged)."""
+  values = []
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if os.path.exists(path):
+    for line in open(path):
+      row = json.loads(line)
+      if row.get("kind") == "train" and isinstance(row.get(name), (int, float)):
+        values.append(float(row[name]))
+  return float(np.mean(values)) if values else float("nan")
 
 
 if __name__ == "__main__":
