@@ -99,8 +99,12 @@ class Checkpointer:
         preservation_policy=_preservation(max_to_keep, best_metric, best_mode),
         enable_async_checkpointing=async_save, create=True,
         cleanup_tmp_directories=True)   # A killed save's leftovers.
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "data"))
+    # Handlers named up front: `item_metadata` of an existing checkpoint then
+    # works before any save or restore (the model check in `restore`).
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "data": ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()

@@ -34,6 +34,7 @@ from skd_jax import sharding
 from skd_jax.data import pipeline
 from skd_jax.evaluation import task_eval
 from skd_jax.models.model import Model, logits as model_logits
+from skd_jax.train import logger as logger_lib
 from skd_jax.train import rollout
 from skd_jax.train.validate import ConfigError
 
@@ -89,11 +90,13 @@ def task_metrics(ctx: EvalContext, scores: dict) -> dict:
   """The task's metrics of the greedy student on `ctx.limit` examples."""
   del scores
   config = ctx.run.config
-  return task_eval.evaluate_task(ctx.run.task, greedy_generate_fn(ctx.run, ctx.params),
-                                 ctx.run.tokenizer, ctx.split,
-                                 ctx.out_dir if ctx.main else None,
-                                 batch_size=int(config.eval.batch_size),
-                                 encoded=_prefix(ctx.encoded, ctx.limit))
+  encoded = _prefix(ctx.encoded, ctx.limit)
+  desc = f"{logger_lib.run_label(config)} eval {ctx.split}"   # e.g. "skd eval validation".
+  with logger_lib.progress(len(encoded.examples), desc, enabled=ctx.main) as bar:
+    return task_eval.evaluate_task(
+        ctx.run.task, logger_lib.counting(greedy_generate_fn(ctx.run, ctx.params), bar),
+        ctx.run.tokenizer, ctx.split, ctx.out_dir if ctx.main else None,
+        batch_size=int(config.eval.batch_size), encoded=encoded)
 
 
 def _replicated_logits_fn(run, model: Model):

@@ -47,7 +47,7 @@ def header(config, workdir: str, mode: str, devices: Sequence[Any] | None = None
   processes = jax.process_count()
   return (f"skd_jax {config.name}: method {config.method}, {mode}, "
           f"{processes} process{'es' if processes > 1 else ''}, {count} {platform} "
-          f"device{'s' if used != 1 else ''}, workdir {workdir}")
+          f"device{'s' if len(devices) != 1 else ''}, workdir {workdir}")
 
 
 def format_scores(label: str, split: str, step: int, scores: Mapping[str, Any]) -> str:

@@ -27,9 +27,13 @@ from skd_jax import distributed
 from skd_jax.data import pipeline
 from skd_jax.models import hf
 from skd_jax.models.model import Model
+from skd_jax.train import acceptance_control
+from skd_jax.train import interrupt
+from skd_jax.train import logger as logger_lib
 from skd_jax.train import methods
 from skd_jax.train import rollout
 from skd_jax.train import training
+from skd_jax.train import workdir as workdir_lib
 from skd_jax.train.checkpointing import Checkpointer
 from skd_jax.train.evaluators import Evaluation
 from skd_jax.train.logger import RunLogger
@@ -77,13 +81,17 @@ def _ranked(metrics: dict | None, name: str) -> dict | None:
   return metrics
 
 
-def _one_step(run: RunSetup, state, data_batch, step: int, total_steps: int):
-  """(new state, logged values) of one training step."""
+def _one_step(run: RunSetup, state, data_batch, step: int, total_steps: int, tracker=None):
+  """(new state, logged values) of one training step; `tracker` (an
+  `acceptance_control.Tracker` or None) sets SKD's K and logs it."""
   tic = time.perf_counter()
-  batch, stats = rollout.make_train_batch(run, state, data_batch, step, total_steps)
+  batch, stats = rollout.make_train_batch(run, state, data_batch, step, total_steps,
+                                          top_k=tracker.k_for_step() if tracker else None)
   state, metrics = training.apply_step(run, state, batch)
   values = {name: training.mean_of(pair) for name, pair in metrics.items()}
   values.update(stats)
+  if tracker is not None:   # the K this step used; the next step's K from its rate
+    values.update(tracker.observe(stats["replacement_rate"]))
   values["step_seconds"] = time.perf_counter() - tic
   values["tokens_per_sec"] = stats["completion_tokens"] / values["step_seconds"]
   return state, values
@@ -109,30 +117,45 @@ def train(run: RunSetup) -> dict:
   elif config.checkpoint.restore_from:
     state = training.restore_params_from(run, state, config.checkpoint.restore_from)
   start = int(distributed.to_host(state.step))
-  logger = RunLogger(run.workdir, total_steps=total_steps, initial_step=start, enabled=main)
+  tracker = acceptance_control.tracker_of(run, restore_step=latest)
+  if latest is not None and main:   # Rows a stopped run logged past its checkpoint.
+    logger_lib.drop_rows_after(run.workdir, latest, rerun=lambda row: latest == total_steps and (
+        row.get("kind"), row.get("split")) == ("eval", config.eval.final_split))
+  logger = RunLogger(run.workdir, total_steps=total_steps, initial_step=start, enabled=main,
+                     desc=f"{logger_lib.run_label(config)} train")
   if latest is not None:
     logger.message(f"resumed from step {latest} ({ckpt.directory})")
   window: dict[str, list[float]] = {}
-  last_eval = None
-  for step in range(start, total_steps):
-    state, values = _one_step(run, state, next(iterator), step, total_steps)
-    for name, value in values.items():
-      window.setdefault(name, []).append(value)
-    done = step + 1
-    due = Due.at(done, total_steps, config)
-    logger.advance(1, {"loss": values["loss"], "tok/s": values["tokens_per_sec"],
-                       "repl": values["replacement_rate"]})
-    if due.log:
-      logger.train(done, _window_means(window))
-      window = {}
-    eval_metrics = None
-    if due.evaluate:
-      eval_metrics = last_eval = evaluate(state.params, done, config.eval.split, periodic_limit)
-      logger.eval(done, config.eval.split, eval_metrics)
-    if due.checkpoint:
-      ckpt.save(done, state, iterator.get_state(), _ranked(eval_metrics, run.eval_metric))
-  ckpt.wait()
+  last_eval, done = None, start
+  agree = distributed.across_processes if jax.process_count() > 1 else None
+  with interrupt.StopBetweenSteps(agree) as stop:   # Ctrl-C / SIGTERM: stop between steps.
+    for step in range(start, total_steps):
+      if stop.should_stop():
+        break
+      state, values = _one_step(run, state, next(iterator), step, total_steps, tracker)
+      for name, value in values.items():
+        window.setdefault(name, []).append(value)
+      done = step + 1
+      due = Due.at(done, total_steps, config)
+      logger.advance(1, {"loss": values["loss"], "tok/s": values["tokens_per_sec"],
+                         "repl": values["replacement_rate"]})
+      if due.log:
+        logger.train(done, _window_means(window))
+        window = {}
+      eval_metrics = None
+      if due.evaluate:
+        eval_metrics = last_eval = evaluate(state.params, done, config.eval.split, periodic_limit)
+        logger.eval(done, config.eval.split, eval_metrics)
+      if due.checkpoint:
+        ckpt.save(done, state, iterator.get_state(), _ranked(eval_metrics, run.eval_metric))
+        if tracker is not None:
+          tracker.save(done)
+    ckpt.wait()   # The save in flight finishes: no temporary checkpoint directories.
+  saved = ckpt.latest_step()
   ckpt.close()
+  if stop.requested is not None:
+    logger.close()
+    raise interrupt.Interrupted(done, saved, int(config.checkpoint.every_steps) or None)
   final, final_step = {}, int(distributed.to_host(state.step))
   if config.eval.final_split:
     final = evaluate(state.params, final_step, config.eval.final_split,
@@ -142,6 +165,9 @@ def train(run: RunSetup) -> dict:
   if config.export:
     _export(run, state.params, logger)
   logger.close()
+  if main and final:
+    print(logger_lib.format_scores(logger_lib.run_label(config), config.eval.final_split,
+                                   final_step, final), flush=True)
   return {"final": final, "last_eval": last_eval, "step": final_step}
 
 
@@ -150,7 +176,8 @@ def _export(run: RunSetup, params, logger: RunLogger) -> None:
   if jax.process_index() == 0:
     export_dir = os.path.join(run.workdir, "export")
     hf.export_hf(Model(run.student.config, host_params), export_dir, tokenizer=run.tokenizer)
-    logger.message(f"exported the student to {export_dir}")
+    role = "teacher" if logger_lib.run_label(run.config) == "teacher" else "student"
+    logger.message(f"exported the {role} to {export_dir}")
 
 
 def write_result(run: RunSetup, final: dict, step: int) -> None:
@@ -160,7 +187,9 @@ def write_result(run: RunSetup, final: dict, step: int) -> None:
   with open(os.path.join(run.workdir, "result.json"), "w", encoding="utf-8") as f:
     json.dump({"final": {k: float(v) if k != "num_examples" else int(v)
                          for k, v in final.items()},
-               "split": run.config.eval.final_split, "step": int(step)}, f, indent=2)
+               "split": run.config.eval.final_split, "step": int(step),
+               "fingerprint": workdir_lib.digest(workdir_lib.fingerprint(run.config))},
+              f, indent=2)
 
 
 def evaluate_mode(run: RunSetup) -> dict:
@@ -169,8 +198,9 @@ def evaluate_mode(run: RunSetup) -> dict:
   scores = Evaluation(run)(params, step, run.config.eval.final_split,
                            final_limit(run.config) or None)
   write_result(run, scores, step)
-  print(json.dumps({"step": step, "split": run.config.eval.final_split, **scores},
-                   default=float, indent=2), flush=True)
+  if jax.process_index() == 0:
+    print(logger_lib.format_scores(logger_lib.run_label(run.config),
+                                   run.config.eval.final_split, step, scores), flush=True)
   return scores
 
 
@@ -197,25 +227,30 @@ def sample_mode(run: RunSetup) -> list[dict]:
   return rows
 
 
-def _log_devices() -> None:
-  # Launch runbooks grep for this line (one per host).
-  print(f"jax.process_count()={jax.process_count()} devices={jax.device_count()} "
-        f"local_devices={jax.local_device_count()} process_index={jax.process_index()}",
-        flush=True)
+def _log_devices(config, workdir: str, mode: str) -> None:
+  """One header per run; multi-process runs also print the line the launch
+  runbooks grep for, on every host."""
+  if jax.process_count() > 1:
+    print(f"jax.process_count()={jax.process_count()} devices={jax.device_count()} "
+          f"local_devices={jax.local_device_count()} process_index={jax.process_index()}",
+          flush=True)
+  if jax.process_index() == 0:
+    print(logger_lib.header(config, workdir, mode), flush=True)
 
 
 def run(config, workdir: str | None = None, mode: str = "train") -> Any:
   """Runs `mode` ("train" | "eval" | "sample") of the experiment `config`.
 
   Raises:
-    ConfigError: a bad config (validated before anything compiles).
+    ConfigError: a bad config (validated before anything compiles), or
+      `workdir.WorkdirMismatch`: the workdir holds another run (docs/DRIVER.md).
+    interrupt.Interrupted: SIGINT / SIGTERM stopped training between steps.
   """
   if mode not in MODES:
     raise ConfigError(f"unknown mode {mode!r}; use one of {list(MODES)}.")
-  _log_devices()
+  workdir = os.path.abspath(workdir or workdir_lib.default_workdir(config))
+  fingerprint = workdir_lib.check(config, workdir, mode)   # Refuses another run's workdir.
+  _log_devices(config, workdir, mode)
   run_ = setup(config, workdir)
-  if jax.process_index() == 0:
-    os.makedirs(run_.workdir, exist_ok=True)
-    with open(os.path.join(run_.workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
+  workdir_lib.record(run_.workdir, config, fingerprint, mode)   # Only after the check.
   return {"train": train, "eval": evaluate_mode, "sample": sample_mode}[mode](run_)

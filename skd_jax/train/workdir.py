@@ -222,8 +222,7 @@ def _short(value: Any) -> str:
   return text if len(text) <= 40 else text[:37] + "..."
 
 
-def differences(old: Mapping[str, Any], new: Mapping[str, Any], *,
-                only: tuple[str, ...] | None = None) -> list[tuple[str, Any, Any]]:
+def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
   """[(key, old value, new value)] of two fingerprints (or their "config" parts)."""
   def flat(fp):
     if "config" in fp and isinstance(fp["config"], Mapping):
@@ -234,9 +233,6 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any], *,
     return {f"config:{k}": v for k, v in fp.items()}
   a, b = flat(old), flat(new)
   keys = sorted(set(a) | set(b))
-  if only is not None:
-    keys = [k for k in keys if k.startswith("config:") and
-            any(k[7:] == m or (m.endswith(".") and k[7:].startswith(m)) for m in only)]
   missing = "(unset)"
   return [(k, a.get(k, missing), b.get(k, missing)) for k in keys
           if a.get(k, missing) != b.get(k, missing)]
