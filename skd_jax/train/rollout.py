@@ -36,11 +36,14 @@ from skd_jax.train.state import TrainState
 # ----------------------------------------------------------------------------
 
 
-def rollout_sampler_config(run, source: int) -> SamplerConfig:
-  """The SamplerConfig of a training rollout of `source` (methods.STUDENT, ...)."""
+def rollout_sampler_config(run, source: int, top_k: int | None = None) -> SamplerConfig:
+  """The SamplerConfig of a training rollout of `source` (methods.STUDENT, ...);
+  `top_k` overrides SKD's K (the acceptance-targeting controller's K of the step)."""
   scfg = methods.sampler_config(source, run.config.sampler,
                                 max_new_tokens=int(run.config.task.max_new_tokens),
                                 stop_ids=run.stop_ids, method=run.config.method)
+  if top_k is not None and scfg.method == "skd":
+    scfg = scfg.replace(top_k=int(top_k))
   return _with_run_settings(run, scfg)
 
 
@@ -67,7 +70,7 @@ def _with_run_settings(run, scfg: SamplerConfig) -> SamplerConfig:
 
 
 def sample_rows(run, params, source: int, prompt_ids, key: jax.Array,
-                row_offset: int = 0, *, replicated: bool = False):
+                row_offset: int = 0, *, replicated: bool = False, top_k: int | None = None):
   """Host Rollout (numpy) of `source` for this process's prompts.
 
   Row i is keyed by row_offset + i. In a multi-process run every process calls
@@ -75,7 +78,7 @@ def sample_rows(run, params, source: int, prompt_ids, key: jax.Array,
   its first global row) and the prompts are padded to the widest bucket any
   process needs; with replicated=True all pass the same prompts.
   """
-  return rollout(run, params, rollout_sampler_config(run, source), prompt_ids, key,
+  return rollout(run, params, rollout_sampler_config(run, source, top_k), prompt_ids, key,
                  row_offset, replicated)
 
 
@@ -112,12 +115,12 @@ def length_buckets(config) -> tuple[int, ...]:
 
 
 def _rollouts(run, state: TrainState, data_batch, sources: np.ndarray, step: int,
-              offset: int) -> tuple[dict[int, Any], int, int]:
+              offset: int, top_k: int | None = None) -> tuple[dict[int, Any], int, int]:
   """(source -> host Rollout, tested drafts, accepted drafts) of this host's rows."""
   rollouts, tested, accepted = {}, 0, 0
   for source in sorted(set(sources.tolist()) - {methods.GROUND_TRUTH}):
     out = sample_rows(run, state.params, source, data_batch.prompt_ids,
-                      methods.sample_key(state.rng, step, source), offset)
+                      methods.sample_key(state.rng, step, source), offset, top_k=top_k)
     rollouts[source] = out
     rows = sources == source
     tested += int(np.sum(out.tested[rows]))
@@ -141,9 +144,12 @@ def _batch_stats(batch: dict[str, np.ndarray], tested: int, accepted: int,
   }
 
 
-def make_train_batch(run, state: TrainState, data_batch, step: int,
-                     total_steps: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def make_train_batch(run, state: TrainState, data_batch, step: int, total_steps: int,
+                     top_k: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """The step's training batch (numpy, this host's rows) and its data statistics.
+
+  `top_k` overrides SKD's K for this step (`acceptance_control.Tracker`; None =
+  `sampler.top_k`).
 
   Returns:
     ({"tokens": int32 [B_local, L], "loss_mask": bool [B_local, L]} with L the
@@ -155,7 +161,7 @@ def make_train_batch(run, state: TrainState, data_batch, step: int,
   offset = jax.process_index() * local
   sources = methods.row_sources(config.method, config.mix, methods.source_key(state.rng, step),
                                 config.batch_size, step, total_steps)[offset:offset + local]
-  rollouts, tested, accepted = _rollouts(run, state, data_batch, sources, step, offset)
+  rollouts, tested, accepted = _rollouts(run, state, data_batch, sources, step, offset, top_k)
   batch = methods.assemble_batch(data_batch.prompt_ids, data_batch.target_ids, sources,
                                  rollouts, pad_id=run.pad_id, buckets=length_buckets(config))
   stats = _batch_stats(batch, tested, accepted, config.batch_size)
