@@ -87,7 +87,14 @@ def test_code_version_is_part_of_the_fingerprint(tmp_path, monkeypatch):
   workdir_lib.record(workdir, config, workdir_lib.fingerprint(config))
   monkeypatch.setattr(workdir_lib, "code_version", lambda: {"package": "0.1.0",
                                                             "sources": "0123456789ab"})
-  assert "code sources" in workdir_lib.mismatch(config, workdir)
+  message = workdir_lib.mismatch(config, workdir)
+  assert "made with other code (code sources" in message and "SKD_ALLOW_CODE_CHANGE=1" in message
+  monkeypatch.setenv("SKD_ALLOW_CODE_CHANGE", "1")    # Continue it, recorded.
+  assert workdir_lib.mismatch(config, workdir) is None
+  workdir_lib.record(workdir, config, workdir_lib.fingerprint(config))
+  stored = workdir_lib.read_json(os.path.join(workdir, workdir_lib.FINGERPRINT))
+  assert stored["code"]["sources"] == "0123456789ab"
+  assert stored["info"]["earlier_code"][0]["sources"] != "0123456789ab"
 
 
 def test_compare_reuses_a_finished_run_only_with_its_fingerprint(tmp_path):

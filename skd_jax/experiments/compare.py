@@ -82,10 +82,8 @@ def _train_once(config, workdir: str) -> dict:
   if cached is not None:
     _announce(config, cached, True)
     return cached
-  out = loop.run(config, workdir, "train")
-  result = {"final": out["final"], "step": out["step"], "split": config.eval.final_split}
-  _announce(config, result, False)
-  return result
+  out = loop.run(config, workdir, "train")   # Prints its own labelled score line.
+  return {"final": out["final"], "step": out["step"], "split": config.eval.final_split}
 
 
 def _evaluate_once(config, workdir: str) -> dict:

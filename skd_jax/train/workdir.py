@@ -260,6 +260,15 @@ def _model_diffs(diffs) -> list[tuple[str, Any, Any]]:
       k[7:] == m or (m.endswith(".") and k[7:].startswith(m)) for m in MODEL_KEYS)]
 
 
+ALLOW_CODE_CHANGE = "SKD_ALLOW_CODE_CHANGE"
+
+
+def code_change_allowed() -> bool:
+  """`SKD_ALLOW_CODE_CHANGE=1`: a run may continue under other skd_jax sources
+  (fingerprint.json then records the code it continued with, and the earlier)."""
+  return os.environ.get(ALLOW_CODE_CHANGE, "") not in ("", "0")
+
+
 def ways_on(workdir: str) -> str:
   return (f"use a new --workdir, or --overwrite to delete {workdir} and start over")
 
@@ -302,6 +311,8 @@ def mismatch(config, workdir: str, mode: str = "train",
   if "code" not in old:   # An old config.json only: compare what it can tell.
     new = {"config": new["config"]}
   diffs = differences(old, new)
+  if code_change_allowed():
+    diffs = [d for d in diffs if not d[0].startswith("code:")]
   model = _model_diffs(diffs)
   if mode != "train":
     if not model or not has_checkpoints(workdir):
@@ -312,6 +323,10 @@ def mismatch(config, workdir: str, mode: str = "train",
   if model:
     return (f"this workdir ({workdir}) holds a different model ({_describe(model, model=True)}); "
             f"{ways_on(root or workdir)}.")
+  if all(k.startswith("code:") for k, _, _ in diffs):
+    return (f"this workdir ({workdir}) holds a run made with other code ({_describe(diffs)}); "
+            f"{ways_on(root or workdir)}, or {ALLOW_CODE_CHANGE}=1 to continue it with this "
+            "code.")
   return (f"this workdir ({workdir}) holds a run with a different "
           f"{'setup' if any(not k.startswith('config:') for k, _, _ in diffs) else 'config'} "
           f"({_describe(diffs)}); {ways_on(root or workdir)}.")
@@ -338,7 +353,14 @@ def record(workdir: str, config, fp: Mapping[str, Any], mode: str = "train") -> 
   os.makedirs(workdir, exist_ok=True)
   if mode != "train" and stored(workdir) is not None:
     return
-  body = dict(fp, info={"git_commit": git_commit(), "digest": digest(fp)})
+  info = {"git_commit": git_commit(), "digest": digest(fp)}
+  old = read_json(os.path.join(workdir, FINGERPRINT)) or {}
+  earlier = list(old.get("info", {}).get("earlier_code", []))
+  if old.get("code") and old["code"] != fp.get("code"):   # SKD_ALLOW_CODE_CHANGE=1.
+    earlier.append(old["code"])
+  if earlier:
+    info["earlier_code"] = earlier
+  body = dict(fp, info=info)
   for name, text in ((FINGERPRINT, json.dumps(body, indent=2, sort_keys=True)),
                      (CONFIG, config.to_json_best_effort(indent=2))):
     tmp = os.path.join(workdir, f".{name}.tmp")
