@@ -133,6 +133,8 @@ def test_gguf_is_converted_once_and_cached(tokenizer, tmp_path, monkeypatch):
   assert len(reads) == 1, "the second load dequantised the GGUF again"
   entries = os.listdir(tmp_path / "cache")
   assert len(entries) == 1 and entries[0].startswith("tiny.gguf-")
+  with open(tmp_path / "cache" / entries[0] / "generation_config.json") as f:
+    assert templates.completion_end_id(tokenizer) in json.load(f)["eos_token_id"]
   for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(second.params)):
     np.testing.assert_allclose(np.asarray(b, np.float32), np.asarray(a), rtol=1e-2, atol=1e-2)
   for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(first.params)):

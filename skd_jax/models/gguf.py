@@ -5,8 +5,9 @@ for Gemma 3 270M on 2 cores) and rebuilds the tokenizer from the GGUF vocabulary
 (~25 s for 262K entries). Both are converted once per machine and cached:
 
 * checkpoints: `$SKD_CHECKPOINT_CACHE` (default `~/.cache/skd_jax/checkpoints`),
-  one HF directory per GGUF file (config.json, float32 model.safetensors — the
-  dequantised values exactly — and the tokenizer), loaded like any checkpoint
+  one HF directory per GGUF file (config.json, generation_config.json with the
+  stop ids, float32 model.safetensors — the dequantised values exactly — and
+  the tokenizer), loaded like any checkpoint
   directory afterwards. `SKD_CHECKPOINT_CACHE=off` disables it.
 * tokenizers: `$SKD_TOKENIZER_CACHE` (default `~/.cache/skd_jax/tokenizers`).
 
@@ -117,8 +118,11 @@ def write_checkpoint(path: str, hf_dict: dict[str, Any], tensors: dict[str, Any]
                                       dtype=np.float32) for k, v in tensors.items()}
     save_file(arrays, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
     del arrays
+    hf_dict = with_turn_end(hf_dict, tokenizer)
     with open(os.path.join(tmp, "config.json"), "w") as f:
-      json.dump(with_turn_end(hf_dict, tokenizer), f, indent=2, default=str)
+      json.dump(hf_dict, f, indent=2, default=str)
+    with open(os.path.join(tmp, "generation_config.json"), "w") as f:  # stop ids, no tokenizer load
+      json.dump({"eos_token_id": hf_dict["eos_token_id"]}, f)
     if tokenizer is not None:
       tokenizer.save_pretrained(tmp)
     os.replace(tmp, entry)

@@ -220,22 +220,20 @@ def _gguf_source(path: str) -> tuple[dict[str, Any], Any]:
 
 
 def _with_dir_stop_ids(path: str, hf_cfg: dict[str, Any]) -> dict[str, Any]:
-  """`hf_cfg` whose eos_token_id also holds generation_config.json's and the chat end-of-turn.
+  """`hf_cfg` whose eos_token_id also holds generation_config.json's ids, else the chat end-of-turn.
 
-  Instruction-tuned checkpoints list `<end_of_turn>` / `<|im_end|>` there rather
-  than in config.json; the models' EOS ids are `sample`'s default stop ids.
+  Instruction-tuned checkpoints list `<end_of_turn>` / `<|im_end|>` in
+  generation_config.json rather than config.json (the models' EOS ids are
+  `sample`'s default stop ids). Without one, a tokenizer with a chat template is
+  loaded to find its end-of-turn token.
   """
   eos = hf_cfg.get("eos_token_id")
   ids = list(eos) if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos])
-  gen_path = os.path.join(path, "generation_config.json")
-  if os.path.exists(gen_path):
-    try:
-      with open(gen_path) as f:
-        gen = json.load(f).get("eos_token_id")
-      ids += [i for i in (gen if isinstance(gen, list) else [gen]) if i is not None and i not in ids]
-    except (OSError, json.JSONDecodeError):
-      pass  # generation_config.json is optional; config.json's ids stand
-  hf_cfg = {**hf_cfg, "eos_token_id": ids[0] if len(ids) == 1 else ids}
+  gen = _read_json_or_empty(os.path.join(path, "generation_config.json")).get("eos_token_id")
+  gen = [i for i in (gen if isinstance(gen, list) else [gen]) if i is not None]
+  hf_cfg = {**hf_cfg, "eos_token_id": ids + [i for i in gen if i not in ids]}
+  if gen:
+    return hf_cfg
   has_template = os.path.exists(os.path.join(path, "chat_template.jinja")) or (
       "chat_template" in _read_json_or_empty(os.path.join(path, "tokenizer_config.json")))
   return gguf.with_turn_end(hf_cfg, _quiet_tokenizer(path)) if has_template else hf_cfg
