@@ -77,13 +77,14 @@ def test_the_doc_has_one_example_per_extension_point():
   assert found["task"][1].startswith("skd_jax/data/tasks/")
 
 
-# What each example must do once applied (run by `results`; asserted below).
+# What each example must do once applied (run by `results`, with `config_error` in
+# scope; asserted below).
 CHECKS = {
     "method": """
 import os
 import jax, numpy as np
 from skd_jax.config_files import sibling
-from skd_jax.train import methods, validate
+from skd_jax.train import methods
 m = methods.METHODS["seq_kd_mixed"]
 config = sibling(os.path.join(os.getcwd(), "configs", "x.py"), "gemma_translate")
 c = config.get_config("tiny")
@@ -92,17 +93,13 @@ rows = methods.row_sources("seq_kd_mixed", c.mix, methods.source_key(
 again = methods.row_sources("seq_kd_mixed", c.mix, methods.source_key(
     jax.random.PRNGKey(0), 3), 512, 3, 10)
 c.method = "seq_kd_mixed"
-validate.validate_config(c, 1)
+valid = config_error(c)
 c.mix.seq_kd_fraction = 1.5
-try:
-  validate.validate_config(c, 1)
-  error = ""
-except validate.ConfigError as e:
-  error = str(e)
 result = dict(
     objective=m.objective, fraction=float(np.mean(rows == methods.TEACHER)),
     values=sorted(set(rows.tolist())), same=bool((rows == again).all()),
-    default=float(methods.mix_defaults()["seq_kd_fraction"]), error=error)
+    default=float(methods.mix_defaults()["seq_kd_fraction"]), valid=valid,
+    error=config_error(c))
 """,
     "task": """
 from skd_jax.data import get_task, list_tasks
@@ -116,7 +113,7 @@ import os
 import numpy as np
 import skd_jax
 from skd_jax.config_files import sibling
-from skd_jax.train import step, validate
+from skd_jax.train import step
 c = sibling(os.path.join(os.getcwd(), "configs", "x.py"),
             "gemma_translate_amari").get_config("tiny")
 rng = np.random.default_rng(0)
@@ -133,11 +130,7 @@ p0 = np.exp(forbidden) / np.exp(forbidden).sum(-1, keepdims=True)
 want0 = float(np.mean((1 - np.sum(np.sqrt(p0 * q), -1)) / 0.25))
 entry = step.loss_config(c.loss).divergence
 c.loss.order = 1.5
-try:
-  validate.validate_config(c, 1)
-  error = ""
-except validate.ConfigError as e:
-  error = str(e)
+error = config_error(c)
 result = dict(
     got=got, want={a: want(a) for a in (0.3, 0.5)},
     fkl=float(skd_jax.divergence("fkl", t, s, mask)),
@@ -154,9 +147,18 @@ def results(tree):
   name -> its `result`, or {"traceback": ...} when the check raised."""
   code = textwrap.dedent("""
       import json, traceback
+      from skd_jax.train import validate
+
+      def config_error(config):  # Its ConfigError message on one device; "" if valid.
+        try:
+          validate.validate_config(config, 1)
+        except validate.ConfigError as e:
+          return str(e)
+        return ""
+
       out = {}
       for name, check in CHECKS.items():
-        scope = {}
+        scope = {"config_error": config_error}
         try:
           exec(check, scope)
           out[name] = scope["result"]
@@ -172,7 +174,7 @@ def test_the_method_example(results):
   """Registered, its coins fair and keyed, its knob in config.mix and validated."""
   got = results["method"]
   assert "traceback" not in got, got.get("traceback")
-  assert got["objective"] == "distill" and got["same"]
+  assert got["objective"] == "distill" and got["same"] and got["valid"] == ""
   assert got["values"] == [0, 2]  # GROUND_TRUTH, TEACHER.
   # 512 fair coins: 5 standard deviations (0.022 each) around 0.5.
   assert abs(got["fraction"] - 0.5) < 5 * (0.25 / 512) ** 0.5
