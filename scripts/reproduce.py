@@ -72,13 +72,15 @@ def bootstrap_interval(diffs, level=0.95, draws=10_000, seed=0):
 
 def paired_table(results, metric, reference):
   """Markdown: each label's paired per-seed differences to `reference` on `metric`."""
+  scale = 100.0 if metric == "top1_agreement" else 1.0   # a fraction: shown in points
   ref = results[reference][metric]
-  lines = [f"| vs {reference} | per-seed difference ({metric}) | mean | sign test p | "
+  unit = " x 100" if scale != 1.0 else ""
+  lines = [f"| vs {reference} | per-seed difference ({metric}{unit}) | mean | sign test p | "
            "95% bootstrap interval |", "|---|---|---:|---:|---|"]
   for label, by_metric in results.items():
     if label == reference:
       continue
-    diffs = [a - b for a, b in zip(by_metric[metric], ref)]
+    diffs = [scale * (a - b) for a, b in zip(by_metric[metric], ref)]
     low, high = bootstrap_interval(diffs)
     lines.append(f"| {label} | {' / '.join(f'{x:+.1f}' for x in diffs)} | "
                  f"{np.mean(diffs):+.1f} | {sign_test(diffs):.2f} | [{low:+.1f}, {high:+.1f}] |")
