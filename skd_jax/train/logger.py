@@ -137,8 +137,9 @@ def messages_above_bars():
 
 def progress(total: int | None, desc: str, unit: str = "example", enabled: bool = True):
   """A tqdm bar (with ETA when `total` is known) on stderr; a no-op when disabled."""
+  off = {} if enabled else {"disable": True}   # unset when enabled, so TQDM_DISABLE=1 applies
   return tqdm.tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
-                   disable=not enabled, file=sys.stderr)
+                   file=sys.stderr, **off)
 
 
 def counting(generate_fn: Callable[[list], list], bar) -> Callable[[list], list]:
