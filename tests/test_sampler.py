@@ -3,29 +3,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
 
 import skd_jax
-from skd_jax.models import transformer
 from skd_jax.sampling import SamplerConfig, sample, sampler
 from skd_jax.sampling import distributions
-
-PROMPTS = [[2, 5, 6, 7], [2, 9], [2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 40, 41]]
-
-
-def _model(name, seed, std=0.02, **kw):
-  cfg = skd_jax.get_config(name, **kw)
-  return skd_jax.Model(config=cfg, params=transformer.init_params(cfg, jax.random.PRNGKey(seed), std))
-
-
-@pytest.fixture(scope="module")
-def pair():
-  return _model("tiny-gemma", 1, std=0.1), _model("tiny-gemma", 2, std=0.1, num_layers=3)
-
-
-def _run(student, teacher, prompts=PROMPTS, seed=0, **kw):
-  cfg = SamplerConfig(**{"max_new_tokens": 24, "stop_ids": (), **kw})
-  return sample(student, teacher, prompts, config=cfg, rng=jax.random.PRNGKey(seed))
+# The pair / small_vocab_pair fixtures come from tests/conftest.py.
+from tests.tiny_sampling import N_LAW, PROMPTS, VOCAB
+from tests.tiny_sampling import chi2_pvalue as _chi2_pvalue
+from tests.tiny_sampling import model as _model
+from tests.tiny_sampling import probs as _probs
+from tests.tiny_sampling import run as _run
 
 
 # ----------------------------------------------------------------------------- the law
@@ -36,23 +23,6 @@ def _law(q: np.ndarray, p: np.ndarray, p_raw_logits: np.ndarray, k: int) -> np.n
   return q * top + q[~top].sum() * p
 
 
-def _probs(logits, temperature, top_p, top_k=0):
-  """Reference sampling distribution: temperature, then top-k, then top-p (numpy)."""
-  z = np.asarray(logits, np.float64) / temperature
-  keep = np.ones(len(z), bool)
-  if 0 < top_k < len(z):
-    keep &= z >= np.sort(z)[-top_k]
-  p = np.where(keep, np.exp(z - z.max()), 0.0)
-  p /= p.sum()
-  order = np.argsort(-p, kind="stable")
-  before = np.cumsum(p[order]) - p[order]
-  nucleus = np.zeros(len(z), bool)
-  nucleus[order[before < top_p]] = True
-  nucleus[order[0]] = True
-  p = np.where(nucleus, p, 0.0)
-  return p / p.sum()
-
-
 @pytest.mark.parametrize("temperature,top_p,top_k", [
     (1.0, 1.0, 0), (0.5, 0.7, 0), (1.3, 0.9, 5), (0.8, 1.0, 3), (1.0, 0.3, 40)])
 def test_warp_matches_numpy_reference(temperature, top_p, top_k):
@@ -61,32 +31,6 @@ def test_warp_matches_numpy_reference(temperature, top_p, top_k):
                                           jnp.float32(top_p), top_k))
   want = np.stack([_probs(row, temperature, top_p, top_k) for row in logits])
   np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
-
-
-def _chi2_pvalue(counts: np.ndarray, expected_probs: np.ndarray) -> float:
-  """Pearson chi^2 over cells with expected count >= 5 (the rest pooled)."""
-  n = counts.sum()
-  exp = expected_probs * n
-  big = exp >= 5
-  obs = np.append(counts[big], counts[~big].sum())
-  exp = np.append(exp[big], exp[~big].sum())
-  if exp[-1] < 5:
-    obs, exp = obs[:-1], exp[:-1]
-    assert counts[~big].sum() <= 10, "samples where the law puts (almost) no mass"
-  assert len(obs) >= 3, "degenerate law: the test would have no power"
-  return stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue
-
-
-N_LAW = 20_000
-VOCAB = 12
-
-
-@pytest.fixture(scope="module")
-def small_vocab_pair():
-  # Qwen2-style (untied head) at this scale gives spread-out, distinct distributions.
-  student = _model("tiny-qwen2", 11, std=0.1, vocab_size=VOCAB)
-  teacher = _model("tiny-qwen2", 12, std=0.1, vocab_size=VOCAB, num_layers=3)
-  return student, teacher
 
 
 @pytest.mark.parametrize("k,settings", [

@@ -11,24 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-import skd_jax
-from skd_jax.models import transformer
 from skd_jax.sampling import SamplerConfig, api, sample, sampler
+from tests.tiny_sampling import PROMPTS   # The pair fixture comes from tests/conftest.py.
 
-PROMPTS = [[2, 5, 6, 7], [2, 9], [2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 40, 41]]
 GAMMAS = (1, 2, 3, 5)
 MAX_NEW = 24
 SKD = dict(method="skd", top_k=5, student_temperature=1.0, teacher_temperature=1.0)
-
-
-def _model(name, seed, std=0.1, **kw):
-  cfg = skd_jax.get_config(name, **kw)
-  return skd_jax.Model(config=cfg, params=transformer.init_params(cfg, jax.random.PRNGKey(seed), std))
-
-
-@pytest.fixture(scope="module")
-def pair():
-  return _model("tiny-gemma", 1), _model("tiny-gemma", 2, num_layers=3)
 
 
 def _run(student, teacher, prompts=PROMPTS, **kw):
