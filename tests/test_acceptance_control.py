@@ -193,3 +193,18 @@ def test_driver_logs_and_follows_the_controller(tmp_path):
   assert rows[-1]["acceptance_k"] > rows[0]["acceptance_k"]   # K = 2 replaces far too much
   states = json.loads((tmp_path / ac.STATE_FILE).read_text())
   assert states == {s: saved[s] for s in ("2", "4")}
+
+
+def test_driver_validation_names_bad_controller_keys():
+  from skd_jax.train import validate
+  from tests import tiny
+  config = tiny.tiny_config("gemma_translate", method="skd",
+                            **{"sampler.target_replacement_rate": 1.5})
+  with pytest.raises(validate.ConfigError, match=r"sampler.target_replacement_rate"):
+    validate.validate_config(config, 1)
+  config.sampler.target_replacement_rate = 0.2
+  config.sampler.target_band = -0.1
+  with pytest.raises(validate.ConfigError, match=r"band=-0.1 .*sampler.target_band"):
+    validate.validate_config(config, 1)
+  config.sampler.target_band = 0.05
+  validate.validate_config(config, 1)

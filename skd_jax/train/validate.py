@@ -25,6 +25,7 @@ import jax
 
 from skd_jax import sharding
 from skd_jax.models.config import ModelConfig
+from skd_jax.train import acceptance_control
 from skd_jax.train import methods
 from skd_jax.train import step as step_lib
 
@@ -95,6 +96,10 @@ def _check_sampling(config: Any) -> None:
       key = _sampler_keys(source, prefix).get(field, f"sampler.{field}")
       raise ConfigError(key + message[len(field):] if field.isidentifier()
                         else f"sampler: {message}") from None
+  try:   # The acceptance-targeting K's settings (their messages name the keys).
+    acceptance_control.from_config(config.sampler, 1 << 30, int(config.sampler.top_k))
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def validate_config(config: Any, num_devices: int) -> None:
