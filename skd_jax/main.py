@@ -129,7 +129,6 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO.
     logging.set_verbosity(logging.WARNING)
-  interrupt.terminate_as_interrupt()
   # First JAX call: joins the other processes of a TPU pod / SLURM / launch script run
   # (a no-op for one process).
   try:
@@ -159,4 +158,5 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
+  interrupt.terminate_as_interrupt()   # SIGTERM outside the steps: one line, like Ctrl-C.
   app.run(main, flags_parser=parse_flags)
