@@ -47,6 +47,20 @@ def test_seq_kd_is_mle_on_teacher_samples_and_its_divergence_variant_is_not():
   assert {m.objective for m in methods.METHODS.values()} == {"sft", "distill"}
 
 
+def test_registry_entries_carry_their_sample_source_and_checks():
+  # --mode=sample shows a method's first sampled source; reference-only methods the student.
+  want = {"sft": methods.STUDENT, "supervised_kd": methods.STUDENT, "seq_kd": methods.TEACHER,
+          "skd": methods.SKD, "skd_mixed": methods.SKD, "gkd": methods.STUDENT}
+  assert {n: methods.METHODS[n].sample_source for n in want} == want
+  with pytest.raises(ValueError, match="already registered"):
+    methods.register(methods.METHODS["skd"])
+  with pytest.raises(ValueError, match="no rows function"):
+    methods.register(methods.Method("x", "distill", (methods.SKD, methods.TEACHER), "", "x"))
+  with pytest.raises(ValueError, match="objective='kl'"):
+    methods.register(methods.Method("y", "kl", (methods.SKD,), "", "y"))
+  assert "x" not in methods.METHODS and "y" not in methods.METHODS
+
+
 def test_row_sources_coins_are_keyed_and_fair():
   run_key = jax.random.PRNGKey(0)
   draws = [methods.row_sources("imitkd", MIX, methods.source_key(run_key, s), 64, s, 100)

@@ -207,8 +207,7 @@ def evaluate_mode(run: RunSetup) -> dict:
 def sample_mode(run: RunSetup) -> list[dict]:
   """Prints a few completions of validation prompts with the method's sampler."""
   params, step = training.trained_params(run)
-  used = [s for s in methods.METHODS[run.config.method].sources if s != methods.GROUND_TRUTH]
-  source = used[0] if used else methods.STUDENT
+  source = methods.METHODS[run.config.method].sample_source
   records = pipeline.encode_split(run.task, run.tokenizer, run.config.eval.split,
                                   limit=int(run.config.num_sample_prompts)).examples
   prompts = [list(e.prompt_ids) for e in records]

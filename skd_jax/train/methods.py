@@ -115,6 +115,11 @@ class Method:
   student_sampling: str = ""
   mix: tuple[Knob, ...] = ()
 
+  @property
+  def sample_source(self) -> int:
+    """The sampler `--mode=sample` shows: the first sampled source, else the student's."""
+    return next((s for s in self.sources if s != GROUND_TRUTH), STUDENT)
+
   def row_sources(self, mix: Any, key: jax.Array, batch_size: int, step: int,
                   total_steps: int) -> np.ndarray:
     """int32 [B] row sources of the GLOBAL batch of step `step` (see `rows`)."""
