@@ -54,6 +54,22 @@ def test_changed_keys_are_named_cosmetic_ones_ignored(tmp_path):
   assert "a new --workdir" in message and "--overwrite" in message
 
 
+def test_keys_a_method_never_reads_do_not_count(tmp_path):
+  # The demo's K = 1 rerun: the SFT teacher and the ImitKD run never read
+  # sampler.top_k (nor another method's knobs); the SKD run does.
+  changed = {"sampler.top_k": 1, "sampler.gkd_temperature": 0.3, "mix.lmbda": 0.9}
+  for method, refused in (("sft", False), ("imitkd", False), ("skd", True)):
+    workdir = str(tmp_path / method)
+    config = tiny_config(method=method)
+    workdir_lib.record(workdir, config, workdir_lib.fingerprint(config))
+    message = workdir_lib.mismatch(tiny_config(method=method, **changed), workdir)
+    assert (message is not None) == refused, (method, message)
+  assert "sampler.top_k 25 vs 1" in message and "lmbda" not in message, message
+  imitkd = str(tmp_path / "imitkd")
+  assert "mix.imitkd_fraction 0.5 vs 0.2" in workdir_lib.mismatch(
+      tiny_config(method="imitkd", **{"mix.imitkd_fraction": 0.2}), imitkd)
+
+
 def test_model_keys_say_different_model_and_eval_mode_checks_only_them(tmp_path):
   workdir = str(tmp_path / "w")
   config = tiny_config()

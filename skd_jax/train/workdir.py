@@ -92,10 +92,42 @@ def _cosmetic(key: str) -> bool:
   return key in COSMETIC_KEYS
 
 
+# Sampler knobs of the SKD / teacher sampler, read only by methods with such rows.
+_SKD_KNOBS = ("top_k", "temperature", "top_p", "sampling_top_k", "acceptance")
+# Sampler knobs every run reads (evaluation's greedy decoding included).
+_ALWAYS_KNOBS = ("prompt_buckets", "shared_vocab_size", "cache_length")
+
+
+def _unread(key: str, method) -> bool:
+  """Whether `method` (a `methods.Method`) never reads the sampler / mix `key`:
+  another method's student-sampling or mix knobs, the SKD sampler's knobs
+  without SKD or teacher rows, any sampling knob without sampled rows."""
+  from skd_jax.train import methods  # pylint: disable=g-import-not-at-top
+  section, _, name = key.partition(".")
+  if section == "mix":
+    return name not in {knob.name for knob in method.mix}
+  if section != "sampler" or name in _ALWAYS_KNOBS:
+    return False
+  sampled = set(method.sources) - {methods.GROUND_TRUTH}
+  if not sampled:
+    return True
+  prefixes = {m.student_sampling for m in methods.METHODS.values() if m.student_sampling}
+  prefix = next((p for p in prefixes if name.startswith(p + "_")), None)
+  if prefix is not None and name[len(prefix) + 1:] in ("temperature", "top_p",
+                                                        "sampling_top_k"):
+    return prefix != method.student_sampling or methods.STUDENT not in sampled
+  if name in _SKD_KNOBS:
+    return not sampled & {methods.SKD, methods.TEACHER}
+  return False
+
+
 def config_keys(config) -> dict[str, Any]:
-  """The config's result-changing keys, flattened."""
+  """The config's result-changing keys, flattened: not cosmetic, and read by its method."""
+  from skd_jax.train import methods  # pylint: disable=g-import-not-at-top
   tree = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  return {k: v for k, v in sorted(flatten(tree).items()) if not _cosmetic(k)}
+  method = methods.METHODS.get(str(tree.get("method", "")))
+  return {k: v for k, v in sorted(flatten(tree).items()) if not _cosmetic(k)
+          and (method is None or not _unread(k, method))}
 
 
 @functools.lru_cache(maxsize=1)
