@@ -5,6 +5,7 @@
     t.median_s          # the figure to report (seconds per call)
     t.as_dict()         # {"median_s", "all_s", "warmup_s", "loadavg_before", "loadavg_after"}
     out, s = benchutil.timed(fn)                   # one call, when the caller schedules calls
+    benchutil.write_result(results, args.json)     # "RESULT {json}" line + the JSON file
     per_step = benchutil.measure(lambda: loop(n), repeats=3).median_s / n   # a jitted loop of n
 
 Conventions (every bench script follows them, so figures compare):
@@ -114,6 +115,22 @@ def measure(fn: Callable[..., Any], *, repeats: int, warmup: int = 1,
   runs = [one() for _ in range(repeats)]
   return Timing(all_s=tuple(s for _, s in runs), warmup_s=warm, loadavg_before=before,
                 loadavg_after=loadavg(), outputs=tuple(o for o, _ in runs))
+
+
+def write_result(result: dict, json_path: str | None = None, *, line: bool = True) -> dict:
+  """Prints `RESULT <one-line JSON>` (what a driving script parses) and writes `json_path`.
+
+  Numpy values are written as lists / numbers; returns `result`.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  default = lambda x: x.tolist() if hasattr(x, "tolist") else str(x)
+  if line:
+    print("RESULT " + json.dumps(result, default=default), flush=True)
+  if json_path:
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    with open(json_path, "w") as f:
+      json.dump(result, f, indent=1, default=default)
+  return result
 
 
 def cpu_model() -> str:
