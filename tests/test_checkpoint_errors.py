@@ -23,6 +23,17 @@ def _copy(good_dir, tmp_path):
   return out
 
 
+def _with_config(good_dir, tmp_path, **changes):
+  """A copy of the good checkpoint whose config.json has `changes`."""
+  d = _copy(good_dir, tmp_path)
+  path = os.path.join(d, "config.json")
+  with open(path) as f:
+    cfg = json.load(f)
+  with open(path, "w") as f:
+    json.dump({**cfg, **changes}, f)
+  return d
+
+
 def test_directory_without_config(good_dir, tmp_path):
   d = _copy(good_dir, tmp_path)
   os.remove(os.path.join(d, "config.json"))
@@ -31,21 +42,13 @@ def test_directory_without_config(good_dir, tmp_path):
 
 
 def test_unsupported_architecture(good_dir, tmp_path):
-  d = _copy(good_dir, tmp_path)
-  path = os.path.join(d, "config.json")
-  cfg = json.load(open(path))
-  cfg["model_type"] = "mamba"
-  json.dump(cfg, open(path, "w"))
+  d = _with_config(good_dir, tmp_path, model_type="mamba")
   with pytest.raises(CheckpointError, match=r"config\.json: Unsupported architecture model_type='mamba'"):
     skd_jax.load_model(d)
 
 
 def test_weights_disagree_with_config(good_dir, tmp_path):
-  d = _copy(good_dir, tmp_path)
-  path = os.path.join(d, "config.json")
-  cfg = json.load(open(path))
-  cfg["intermediate_size"] = 96
-  json.dump(cfg, open(path, "w"))
+  d = _with_config(good_dir, tmp_path, intermediate_size=96)
   with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor 'model\.layers\.0\.mlp\.\w+_proj\.weight' "
                      r"has shape .* but config\.json implies"):
     skd_jax.load_model(d)
