@@ -291,7 +291,7 @@ def bench_decode(path: str, dtypes: list[str], batches: list[int], repeats: int,
   import torch
   import transformers
   import skd_jax
-  from skd_jax.models import transformer
+  from skd_jax.models import layouts
 
   torch.set_num_threads(2)
   tokenizer = skd_jax.load_tokenizer(path)
@@ -304,7 +304,7 @@ def bench_decode(path: str, dtypes: list[str], batches: list[int], repeats: int,
       model = base
     else:
       cfg = base.config.replace(dtype=dtype, param_dtype=dtype)
-      model = skd_jax.Model(config=cfg, params=transformer.cast_params(
+      model = skd_jax.Model(config=cfg, params=layouts.cast_params(
           base.params, skd_jax.models.config.dtype_of(dtype)))
     if ref is None:
       ref = transformers.AutoModelForCausalLM.from_pretrained(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from skd_jax.models import config as mconfig
+from skd_jax.models import layouts
 from skd_jax.models import transformer
 
 FAMILIES = ("gemma", "gemma2", "gemma3", "qwen2")
@@ -112,7 +113,7 @@ def test_decode_layout_gives_the_same_logits(name):
   """`decode_layout` (per-layer weights, transposed tied embedding) changes no number."""
   cfg = mconfig.get_config(name)
   params = transformer.init_params(cfg, jax.random.PRNGKey(3), std=0.2)
-  fast = transformer.decode_layout(params, cfg)
+  fast = layouts.decode_layout(params, cfg)
   assert isinstance(fast["layers"], tuple) and len(fast["layers"]) == cfg.num_layers
   assert ("embed_t" in fast) == cfg.tie_embeddings
   tokens = jnp.asarray(np.random.default_rng(1).integers(3, cfg.vocab_size, (2, 7)), jnp.int32)

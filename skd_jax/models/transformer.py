@@ -264,7 +264,7 @@ def lm_head(params: Params, hidden: jax.Array, cfg: ModelConfig) -> jax.Array:
   dt = dtype_of(cfg.dtype)
   lead = hidden.shape[:-1]
   h2 = hidden.reshape(-1, hidden.shape[-1]).astype(dt)   # 2-D: see `_dense`
-  if "embed_t" in params:   # `decode_layout`: [D, V], a plain matmul.
+  if "embed_t" in params:   # `layouts.decode_layout`: [D, V], a plain matmul.
     logits = jnp.dot(h2, params["embed_t"].astype(dt), preferred_element_type=jnp.float32)
   elif cfg.tie_embeddings:
     logits = jax.lax.dot_general(h2, params["embed"].astype(dt), (((1,), (1,)), ((), ())),
@@ -363,7 +363,7 @@ def forward(params: Params, tokens: jax.Array, cfg: ModelConfig, *,
   if remat:
     layer_fn = jax.checkpoint(layer_fn, prevent_cse=False)
   carry = (x, None if cache is None else cache.k, None if cache is None else cache.v)
-  if isinstance(params["layers"], (list, tuple)):   # `decode_layout`: unrolled.
+  if isinstance(params["layers"], (list, tuple)):   # `layouts.decode_layout`: unrolled.
     for i, layer in enumerate(params["layers"]):
       carry, _ = layer_fn(carry, (layer, i, windows[i], is_sliding[i]))
   else:
@@ -378,34 +378,3 @@ def forward(params: Params, tokens: jax.Array, cfg: ModelConfig, *,
   if return_hidden:
     return hidden, cache
   return lm_head(params, hidden, cfg), cache
-
-
-def decode_layout(params: Params, cfg: ModelConfig) -> Params:
-  """The same weights laid out for fast token-by-token decoding on CPU.
-
-  "layers" becomes a tuple of per-layer dicts (`forward` then unrolls the layer
-  loop) and a tied embedding gets a transposed copy "embed_t" [D, V] for the
-  logits. Why: inside a `while_loop`, XLA:CPU copies each layer's slice of the
-  stacked weights on every step, and a [V, D]-contracting matvec runs at about
-  half the speed of a [D, V] one; both dominate a small-batch decode step.
-  Costs one extra copy of the weights (and compile time linear in the layers),
-  so it is for the sampler's loop on CPU, not for training or for TPU pods.
-  Convert OUTSIDE the jitted loop (`sampler.loop_params`): inside one jit, XLA
-  may fuse the slices back into the loop body and most of the gain is lost.
-  Idempotent.
-  """
-  layers = params["layers"]
-  if isinstance(layers, (list, tuple)):   # Already in this layout.
-    return params
-  out = dict(params)
-  out["layers"] = tuple(jax.tree.map(lambda a, i=i: a[i], layers) for i in range(cfg.num_layers))
-  if cfg.tie_embeddings:
-    out["embed_t"] = params["embed"].T
-  return out
-
-
-def cast_params(params: Params, dtype) -> Params:
-  """All floating-point leaves cast to `dtype`."""
-  return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-                      params)
-

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from skd_jax import sharding
+from skd_jax.models import layouts
 from skd_jax.models import transformer
 from skd_jax.models.config import ModelConfig
 from skd_jax.sampling import distributions, stops
@@ -227,7 +228,7 @@ def _prefill(params, cfg, prompt_tokens, prompt_length, cache_length, rules: str
   return cache
 
 
-_decode_layout = jax.jit(transformer.decode_layout, static_argnames="cfg")
+_decode_layout = jax.jit(layouts.decode_layout, static_argnames="cfg")
 
 
 def loop_params(params, cfg: ModelConfig | None, static: StaticSampling):
