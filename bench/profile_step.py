@@ -122,10 +122,21 @@ def main(argv=None) -> dict:
                                  "keys": np.asarray(keys)}, run.mesh, True)
   if on("rollout"):
     with jax.set_mesh(run.mesh):
-      record("rollout (device)", benchutil.measure(
+      timing = benchutil.measure(
           lambda: sampling_api.run_rollout(s_model, t_model, dev["tokens"], dev["lengths"],
-                                           dev["keys"], dyn, static).tokens, repeats=r),
-          f"{args.batch * args.new_tokens} new tokens")
+                                           dev["keys"], dyn, static), repeats=r)
+    out = timing.last
+    rounds = int(out.rounds)
+    acc = float(np.sum(out.accepted)) / max(float(np.sum(out.tested)), 1.0)
+    record("rollout (device)", timing,
+           f"{args.batch * args.new_tokens} new tokens, {rounds} rounds "
+           f"({timing.median_s / rounds * 1e3:.1f} ms/round), acceptance {acc:.3f}, "
+           f"{args.batch * args.new_tokens / timing.median_s:.0f} tok/s")
+    parts["rollout (device)"]["rounds"] = rounds
+    import hashlib  # pylint: disable=import-outside-toplevel
+    parts["rollout (device)"]["tokens_sha1"] = hashlib.sha1(
+        np.asarray(out.tokens)[:, :tokens.shape[1] + args.new_tokens].tobytes()
+    ).hexdigest()[:12]  # Prompt + completion only (the buffer has gamma spare slots).
     if "generation (driver)" in parts:
       host = parts["generation (driver)"]["median_s"] - parts["rollout (device)"]["median_s"]
       rows.append(("host <-> device (gen)", host, float("nan"), "generation - rollout"))
@@ -200,7 +211,8 @@ def main(argv=None) -> dict:
     logging.getLogger("jax").removeHandler(counter)
     recompiles = counter.count
     print(f"  {'recompiles':22s} {recompiles:10d}      (XLA compilations in steps 1-3 after "
-          f"step 0; a fresh probe program counted {probe})", flush=True)
+          f"step 0; a fresh probe program counted {probe}: jax logs each compilation "
+          "once or twice, so 0 is what to read)", flush=True)
 
   out = {"args": vars(args), "parts": parts, "recompiles_steps_1_3": recompiles,
          "rows": rows, "xla_flags": os.environ.get("XLA_FLAGS", "")}
