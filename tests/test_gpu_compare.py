@@ -3,22 +3,15 @@
 Teacher SFT, the pruned student's start, three methods, the Markdown table. The
 full-size run (Gemma 3 270M) needs an accelerator and refuses to start without one.
 """
-import os
 import re
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import tiny
 
 
 def _script():
-  sys.path.insert(0, os.path.join(ROOT, "scripts"))
-  try:
-    import gpu_compare
-  finally:
-    sys.path.pop(0)
-  return gpu_compare
+  return tiny.script_module("gpu_compare")
 
 
 @pytest.mark.slow

@@ -1,22 +1,15 @@
 """scripts/reproduce.py's paired statistics: the exact sign test, the bootstrap interval,
 the paired-difference table (the acceptance-variant setting of docs/RESULTS.md)."""
 import math
-import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import tiny
 
 
 @pytest.fixture(scope="module")
 def reproduce():
-  sys.path.insert(0, os.path.join(ROOT, "scripts"))
-  try:
-    import reproduce as module
-  finally:
-    sys.path.pop(0)
-  return module
+  return tiny.script_module("reproduce")
 
 
 def test_sign_test_is_exact(reproduce):
