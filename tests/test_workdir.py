@@ -8,6 +8,7 @@ import pytest
 from skd_jax import main as main_lib
 from skd_jax.experiments import compare
 from skd_jax.train import checkpointing
+from skd_jax.train import fingerprints
 from skd_jax.train import loop
 from skd_jax.train import workdir as workdir_lib
 from skd_jax.train.validate import ConfigError
@@ -101,7 +102,7 @@ def test_code_version_is_part_of_the_fingerprint(tmp_path, monkeypatch):
   workdir = str(tmp_path / "w")
   config = tiny_config()
   workdir_lib.record(workdir, config, workdir_lib.fingerprint(config))
-  monkeypatch.setattr(workdir_lib, "code_version", lambda: {"package": "0.1.0",
+  monkeypatch.setattr(fingerprints, "code_version", lambda: {"package": "0.1.0",
                                                             "sources": "0123456789ab"})
   message = workdir_lib.mismatch(config, workdir)
   assert "made with other code (code sources" in message and "SKD_ALLOW_CODE_CHANGE=1" in message
