@@ -6,9 +6,7 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import pytest
-from safetensors.numpy import load_file
 
 from skd_jax.train import interrupt
 from tests import tiny
@@ -57,11 +55,7 @@ def test_sigint_stops_cleanly_and_resumes_exactly(tmp_path):
   reference, stopped = str(tmp_path / "reference"), str(tmp_path / "stopped")
   ref_proc = _driver(reference)            # Runs alongside the interrupted one.
   proc = _driver(stopped)
-  deadline = time.time() + 400
-  while not [s for s in _finished_steps(stopped) if s >= 2]:
-    assert proc.poll() is None, proc.stderr.read()[-3000:]
-    assert time.time() < deadline, "no checkpoint in time"
-    time.sleep(0.05)
+  tiny.wait_for_checkpoint(proc, stopped, 2)
   proc.send_signal(signal.SIGINT)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == interrupt.EXIT_CODE, err[-3000:]
@@ -83,8 +77,4 @@ def test_sigint_stops_cleanly_and_resumes_exactly(tmp_path):
   assert steps == list(range(1, STEPS + 1)), steps      # No duplicated rows.
   _, ref_err = ref_proc.communicate(timeout=400)
   assert ref_proc.returncode == 0, ref_err[-3000:]
-  a = load_file(os.path.join(reference, "export", "model.safetensors"))
-  b = load_file(os.path.join(stopped, "export", "model.safetensors"))
-  assert a.keys() == b.keys()
-  for name in a:
-    assert np.array_equal(a[name], b[name]), name
+  tiny.assert_same_export(reference, stopped)
