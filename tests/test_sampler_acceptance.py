@@ -12,21 +12,13 @@ import pytest
 import skd_jax
 from skd_jax.sampling import SamplerConfig, distributions
 from skd_jax.sampling.config import acceptance_settings, decayed_top_k
-from test_sampler import N_LAW, PROMPTS as _PROMPTS, VOCAB, _chi2_pvalue, _model, _probs, _run
+# The pair / small_vocab_pair fixtures come from tests/conftest.py.
+from tests.tiny_sampling import N_LAW, PROMPTS as _PROMPTS, VOCAB
+from tests.tiny_sampling import chi2_pvalue as _chi2_pvalue, probs as _probs
+from tests.tiny_sampling import run as _run
 
 PROMPT = [2, 5, 7]
 
-
-@pytest.fixture(scope="module")
-def small_vocab_pair():
-  student = _model("tiny-qwen2", 11, std=0.1, vocab_size=VOCAB)
-  teacher = _model("tiny-qwen2", 12, std=0.1, vocab_size=VOCAB, num_layers=3)
-  return student, teacher
-
-
-@pytest.fixture(scope="module")
-def pair():
-  return _model("tiny-gemma", 1, std=0.1), _model("tiny-gemma", 2, std=0.1, num_layers=3)
 
 
 def _law(q: np.ndarray, p: np.ndarray, accepted: np.ndarray) -> np.ndarray:
