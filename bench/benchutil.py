@@ -133,6 +133,17 @@ def write_result(result: dict, json_path: str | None = None, *, line: bool = Tru
   return result
 
 
+def emit_result(out: dict, json_path: str = "") -> dict:
+  """Prints `out` as one "RESULT {json}" line (what a driving script parses, e.g.
+  bench/peers/trl_vs_skd.py) and writes it to `json_path` when given; returns `out`."""
+  import json  # pylint: disable=import-outside-toplevel
+  print("RESULT " + json.dumps(out), flush=True)
+  if json_path:
+    with open(json_path, "w") as f:
+      json.dump(out, f, indent=1)
+  return out
+
+
 def cpu_model() -> str:
   """The CPU's model name from /proc/cpuinfo (platform.processor() elsewhere)."""
   try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import time
@@ -31,7 +30,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                os.path.dirname(os.path.abspath(__file__))]
+
+import benchutil  # noqa: E402  (bench/ helper)
 
 from skd_jax import losses  # noqa: E402
 from skd_jax.models import config as mconfig  # noqa: E402
@@ -184,11 +186,7 @@ def dataclass_replace(cfg, **kw):
 
 
 def _finish(args, out):
-  print("RESULT " + json.dumps(out), flush=True)
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(out, f, indent=1)
-  return out
+  return benchutil.emit_result(out, args.json)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ across them inside train_step). Prints one table and a "RESULT {json}" line.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -216,11 +215,7 @@ def main(argv=None) -> dict:
 
   out = {"args": vars(args), "parts": parts, "recompiles_steps_1_3": recompiles,
          "rows": rows, "xla_flags": os.environ.get("XLA_FLAGS", "")}
-  print("RESULT " + json.dumps(out), flush=True)
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(out, f, indent=1)
-  return out
+  return benchutil.emit_result(out, args.json)
 
 
 if __name__ == "__main__":

@@ -192,12 +192,7 @@ def main(argv=None) -> dict:
   results = [time_method(args, m, student, teacher, prompts) for m in args.methods]
   out = {"side": "skd_jax", "jax": jax.__version__, "backend": jax.default_backend(),
          "results": results}
-  line = json.dumps(out)
-  print("RESULT " + line, flush=True)
-  if args.json:
-    with open(args.json, "w") as f:
-      f.write(line + "\n")
-  return out
+  return benchutil.emit_result(out, args.json)
 
 
 if __name__ == "__main__":

@@ -192,12 +192,7 @@ def main(argv=None) -> dict:
           "generated_shape": gen_shapes[-1], "completion_tokens": completion_tokens[-1], "loadavg_before": before, "loadavg_after": after,
       }],
   }
-  line = json.dumps(result)
-  print("RESULT " + line, flush=True)
-  if args.json:
-    with open(args.json, "w") as f:
-      f.write(line + "\n")
-  return result
+  return benchutil.emit_result(result, args.json)
 
 
 if __name__ == "__main__":
