@@ -5,7 +5,7 @@
     t.median_s          # the figure to report (seconds per call)
     t.as_dict()         # {"median_s", "all_s", "warmup_s", "loadavg_before", "loadavg_after"}
     out, s = benchutil.timed(fn)                   # one call, when the caller schedules calls
-    benchutil.write_result(results, args.json)     # "RESULT {json}" line + the JSON file
+    benchutil.emit_result(results, args.json)      # "RESULT {json}" line + the JSON file
     per_step = benchutil.measure(lambda: loop(n), repeats=3).median_s / n   # a jitted loop of n
 
 Conventions (every bench script follows them, so figures compare):
@@ -117,30 +117,19 @@ def measure(fn: Callable[..., Any], *, repeats: int, warmup: int = 1,
                 loadavg_after=loadavg(), outputs=tuple(o for o, _ in runs))
 
 
-def write_result(result: dict, json_path: str | None = None, *, line: bool = True) -> dict:
-  """Prints `RESULT <one-line JSON>` (what a driving script parses) and writes `json_path`.
+def emit_result(out: dict, json_path: str | None = "") -> dict:
+  """Prints `out` as one "RESULT {json}" line (what a driving script parses, e.g.
+  bench/peers/trl_vs_skd.py) and writes it to `json_path` when given; returns `out`.
 
-  Numpy values are written as lists / numbers; returns `result`.
+  Numpy values are written as lists / numbers.
   """
-  import json  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=import-outside-toplevel
   default = lambda x: x.tolist() if hasattr(x, "tolist") else str(x)
-  if line:
-    print("RESULT " + json.dumps(result, default=default), flush=True)
+  print("RESULT " + json.dumps(out, default=default), flush=True)
   if json_path:
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w") as f:
-      json.dump(result, f, indent=1, default=default)
-  return result
-
-
-def emit_result(out: dict, json_path: str = "") -> dict:
-  """Prints `out` as one "RESULT {json}" line (what a driving script parses, e.g.
-  bench/peers/trl_vs_skd.py) and writes it to `json_path` when given; returns `out`."""
-  import json  # pylint: disable=import-outside-toplevel
-  print("RESULT " + json.dumps(out), flush=True)
-  if json_path:
-    with open(json_path, "w") as f:
-      json.dump(out, f, indent=1)
+      json.dump(out, f, indent=1, default=default)
   return out
 
 
