@@ -71,9 +71,7 @@ def validate(student: Model | None, teacher: Model | None, prompts: Sequence[Seq
     raise ValueError(f"method={config.method!r} needs a student model.")
   if config.method != "student" and teacher is None:
     raise ValueError(f"method={config.method!r} needs a teacher model.")
-  # top_k, gamma, max_new_tokens, temperatures, top-p: SamplerConfig.__post_init__.
-  if config.acceptance not in ("raw", "warped"):
-    raise ValueError(f"acceptance={config.acceptance!r}; use 'raw' or 'warped'.")
+  # top_k, gamma, temperatures, top-p, acceptance: SamplerConfig.__post_init__.
   if config.decode_layout not in ("auto", "stacked", "per_layer"):
     raise ValueError(f"decode_layout={config.decode_layout!r}; use 'auto', 'stacked' or "
                      "'per_layer'.")
