@@ -41,3 +41,43 @@ def test_paired_table(reproduce):
   assert "top1_agreement x 100" in table and "+10.0 / +0.0 / +5.0" in table
   assert set(reproduce.VARIANTS) >= {"raw", "warped", "top_p"}
   assert reproduce.VARIANTS["top_p"] == dict(acceptance="warped", acceptance_top_p=1.0)
+
+
+def test_paired_table_reference_minus_label(reproduce):
+  results = {"supervised KD": {"chrf": [60.0, 66.0, 61.0]},
+             "SKD (K = 25)": {"chrf": [62.0, 65.0, 64.0]},
+             "student, untrained": {"chrf": [0.0, 0.0, 0.0]}}
+  table = reproduce.paired_table(results, "chrf", "SKD (K = 25)", minus_reference=False)
+  assert "| SKD (K = 25) minus |" in table
+  assert "| supervised KD | +2.0 / -1.0 / +3.0 | +1.3 | 1.00 |" in table
+  assert "untrained" not in table            # starting points are not methods
+
+
+def test_stronger_teacher_changes_the_teacher_and_names_its_folder(reproduce):
+  import argparse
+  config = reproduce.demo_config("arithmetic", "")
+  args = argparse.Namespace(teacher_layers=6, teacher_width=192, teacher_steps=1200)
+  assert reproduce.stronger_teacher(config, args) == "_teacher_L6_d192_s1200"
+  o = config.teacher.overrides
+  assert (o.num_layers, o.hidden_size, o.intermediate_size, o.head_dim) == (6, 192, 768, 48)
+  assert config.compare.teacher_steps == 1200
+  assert config.student.overrides.hidden_size == 64       # the student is untouched
+  none = argparse.Namespace(teacher_layers=0, teacher_width=0, teacher_steps=0)
+  assert reproduce.stronger_teacher(reproduce.demo_config("arithmetic", ""), none) == ""
+
+
+def test_competent_student_starts_from_the_related_task(reproduce, monkeypatch, tmp_path):
+  import argparse
+  from skd_jax.experiments import compare
+  trained = []
+  monkeypatch.setattr(compare, "_train_once", lambda c, d: trained.append((c, d)))
+  c = reproduce.demo_config("numbers_en_fr", "")
+  args = argparse.Namespace(student_init="competent", init_task="numbers_en_de",
+                            init_steps=123, sft_init_steps=50)
+  reproduce.start_student(c, args, str(tmp_path))
+  (init, folder), = trained
+  assert init.task.name == "numbers_en_de" and init.method == "sft"
+  assert init.max_steps == 123 and init.student.init_seed == c.student.init_seed
+  assert c.task.name == "numbers_en_fr"                   # the target task is unchanged
+  assert c.checkpoint.restore_from == str(tmp_path / "init_numbers_en_de" / "checkpoints")
+  assert folder == str(tmp_path / "init_numbers_en_de")
