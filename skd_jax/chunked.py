@@ -6,8 +6,10 @@ positions into chunks and scans them, so per-position intermediates of size
 [B, L, V] (logits) never exist at once. Under differentiation each chunk's
 gradient is taken in the same scan step as its value (a ``jax.custom_vjp``): the
 loss is a scalar, so its gradient is known up to the incoming cotangent, as in
-fused linear-cross-entropy kernels. ``skd_jax.losses.chunked_divergence`` and
-``chunked_cross_entropy`` are built on it.
+fused linear-cross-entropy kernels. A chunk with no masked-in position (the prompt
+of a distillation row) is skipped under ``lax.cond``: its value and gradients are
+exact zeros either way, so the result is the same and the LM-head work is not done.
+``skd_jax.losses.chunked_divergence`` and ``chunked_cross_entropy`` are built on it.
 """
 from collections.abc import Callable
 import functools
@@ -55,14 +57,27 @@ def _chunks(chunk_size, inputs, const_inputs, mask):
   return split(inputs), split(const_inputs), _split_chunks(mask, chunk_size)
 
 
+def _unless_empty(chunk_mask, compute, zeros):
+  """``compute()`` when the chunk has a masked-in position, else ``zeros()``.
+
+  A fully masked chunk contributes exact zeros to the value and the gradients, so
+  skipping it changes no sum; it only saves the chunk's LM-head matmuls and
+  vocabulary passes (a distillation row's prompt chunks). The predicate is one
+  reduction of the chunk's mask, the same on every device under SPMD.
+  """
+  return jax.lax.cond(jnp.any(chunk_mask), compute, zeros)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _fused_weighted_sum(token_fn, chunk_size, params, consts, inputs,
                         const_inputs, mask, weights):
   """Value of the chunked weighted sum (no gradient work when not differentiated)."""
   def body(total, chunk):
     xs, cs, m = chunk
-    return total + _chunk_weighted_sum(token_fn, params, consts, xs, cs, m,
-                                       weights), None
+    value = _unless_empty(
+        m, lambda: _chunk_weighted_sum(token_fn, params, consts, xs, cs, m, weights),
+        lambda: jnp.zeros((), jnp.float32))
+    return total + value, None
 
   total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32),
                           _chunks(chunk_size, inputs, const_inputs, mask))
@@ -82,8 +97,10 @@ def _fused_weighted_sum_fwd(token_fn, chunk_size, params, consts, inputs,
   def body(carry, chunk):
     total, param_grads = carry
     xs, cs, m = chunk
-    value, (g_params, g_inputs) = grad_fn(token_fn, params, consts, xs, cs, m,
-                                          weights)
+    value, (g_params, g_inputs) = _unless_empty(
+        m, lambda: grad_fn(token_fn, params, consts, xs, cs, m, weights),
+        lambda: (jnp.zeros((), jnp.float32),
+                 (jax.tree.map(jnp.zeros_like, params), tuple(map(jnp.zeros_like, xs)))))
     param_grads = jax.tree.map(jnp.add, param_grads, g_params)
     return (total + value, param_grads), g_inputs
 
@@ -117,7 +134,8 @@ def chunked_sum_and_count(token_fn: Callable[..., Array], params: Any,
   The positions are cut into chunks of ``chunk_size`` (the tail is padded and
   masked out) and scanned. Under differentiation the gradient of each chunk is
   computed in the same scan step as its value, so no [B, L, V] buffer is stored
-  and nothing is recomputed in the backward pass. Peak memory grows with
+  and nothing is recomputed in the backward pass. A chunk with no masked-in
+  position is skipped (same result, less work). Peak memory grows with
   B * chunk_size * V plus one gradient buffer for ``params``. Reverse mode only
   (no ``jax.jvp``, no second derivatives).
 
