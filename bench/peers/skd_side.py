@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--skd-acceptance", default="warped", choices=("raw", "warped"),
                  help="top-K test on the warped (official) or raw teacher distribution")
   p.add_argument("--dtype", default="float32", help="compute dtype of both models")
+  p.add_argument("--param-dtype", default="",
+                 help="storage dtype of both models' params ('' = --dtype); bfloat16 compute "
+                      "over float32 masters: --dtype bfloat16 --param-dtype float32")
   p.add_argument("--compile-cache", default="/tmp/skd_bench_peers_cache",
                  help="JAX persistent compilation cache ('' = off): later processes skip "
                  "recompiling (warm-up steps only; timed steps are unaffected)")
@@ -105,7 +108,8 @@ def _models(args):
       cfg = mconfig.get_config("tiny-gemma", num_layers=layers, **shape)
       out.append(skd_jax.Model(cfg, transformer.init_params(cfg, jax.random.PRNGKey(seed))))
     return tuple(out)
-  return tuple(skd_jax.load_model(os.path.join(args.pair_dir, role), dtype=args.dtype)
+  return tuple(skd_jax.load_model(os.path.join(args.pair_dir, role), dtype=args.dtype,
+                                  param_dtype=args.param_dtype or None)
                for role in ("student", "teacher"))
 
 
