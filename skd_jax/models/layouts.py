@@ -40,6 +40,29 @@ def decode_layout(params: Params, cfg: ModelConfig) -> Params:
   return out
 
 
+def matmul_weights_in_compute_dtype(params: Params, cfg: ModelConfig) -> Params:
+  """The matrices (ndim >= 2: projections, MLP, embeddings, LM head) cast to
+  `cfg.dtype` once, when it is narrower than their storage dtype.
+
+  Why: the model casts every matrix to its compute dtype at each use
+  (`_dense`, the embedding lookup, the logits), so a bfloat16-compute model over
+  float32 masters reads float32 weights on every decode step. A rollout's
+  batch-8 decode step is bound by those reads (bench/profile_step.py), so the
+  sampler's loop gets matrices already in the compute dtype: the values every
+  matmul sees are the same, the bytes per step are halved. Vectors (norm scales,
+  biases) are left as stored: norms read their scale in float32. Costs one copy
+  of the matrices in the compute dtype for the loop's lifetime.
+  """
+  compute = jnp.dtype(cfg.dtype)
+
+  def cast(a):
+    narrower = (jnp.issubdtype(a.dtype, jnp.floating) and a.ndim >= 2
+                and jnp.finfo(compute).bits < jnp.finfo(a.dtype).bits)
+    return a.astype(compute) if narrower else a
+
+  return jax.tree.map(cast, params)
+
+
 def cast_params(params: Params, dtype) -> Params:
   """All floating-point leaves cast to `dtype`."""
   return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,

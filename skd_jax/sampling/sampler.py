@@ -231,14 +231,31 @@ def _prefill(params, cfg, prompt_tokens, prompt_length, cache_length, rules: str
 _decode_layout = jax.jit(layouts.decode_layout, static_argnames="cfg")
 
 
+_compute_dtype_weights = jax.jit(layouts.matmul_weights_in_compute_dtype, static_argnames="cfg")
+
+
+def _has_wider_matrices(params, cfg: ModelConfig) -> bool:
+  bits = jnp.finfo(jnp.dtype(cfg.dtype)).bits
+  return any(jnp.issubdtype(a.dtype, jnp.floating) and a.ndim >= 2 and jnp.finfo(a.dtype).bits > bits
+             for a in jax.tree.leaves(params))
+
+
 def loop_params(params, cfg: ModelConfig | None, static: StaticSampling):
   """`params` in the layout `rollout`'s loop decodes with (None stays None).
 
   With `static.per_layer_decode` (the CPU default) the stacked weights are
   split per layer here, in their own jitted call: done inside `rollout`, XLA
   fuses the slices back into the loop and keeps most of the per-step copies.
+  A model whose compute dtype is narrower than its weights' (bfloat16 over
+  float32 masters) gets its matrices in the compute dtype here, once per
+  rollout instead of at every step (`layouts.matmul_weights_in_compute_dtype`;
+  the same values reach every matmul).
   """
-  if params is None or not static.per_layer_decode:
+  if params is None:
+    return params
+  if cfg is not None and _has_wider_matrices(params, cfg):
+    params = _compute_dtype_weights(params, cfg=cfg)
+  if not static.per_layer_decode:
     return params
   return _decode_layout(params, cfg=cfg)
 
