@@ -63,6 +63,10 @@ def get_config(arg: str = ""):
       teacher_epochs=100,            # (max_steps decides; epochs only bound it.)
       teacher_learning_rate=3e-3,
       teacher_train_size=0,
+      # A competent student (skd_jax/experiments/compare.py): SFT on a related task
+      # first, then every method starts from it. "" = start untrained (weak).
+      student_init_task="",
+      student_init_steps=250,
       table_metrics=("exact_match", "chrf", "bleu"),
   ))
   if arg == "tiny":

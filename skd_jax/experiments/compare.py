@@ -4,10 +4,13 @@ The README's main job (`configs/demo.py`) and the small-scale reproduction
 (`scripts/reproduce.py`, docs/RESULTS.md) are this experiment:
 
 1. teacher: SFT of the larger model on the task (or `compare.teacher_path`);
-2. the untrained student is evaluated once (the "weak start");
-3. for each method of `compare.methods`, the same student init is trained with
+2. optionally the student is first fine-tuned on a related task
+   (`compare.student_init_task`, `student_init_steps` SFT updates): every method
+   then starts from it, a competent student with a knowledge gap;
+3. the starting student is evaluated once (untrained: the "weak start");
+4. for each method of `compare.methods`, the same student init is trained with
    that method against the teacher, and evaluated on the test split;
-4. a table (stdout, `comparison.md`, `comparison.json`) and plots
+5. a table (stdout, `comparison.md`, `comparison.json`) and plots
    (`plots/comparison.png` plus each run's own curves).
 
 Every run is an ordinary driver run in WORKDIR/<name>, so it resumes after a
@@ -54,6 +57,23 @@ def _teacher_config(config, cmp) -> ml_collections.ConfigDict:
   c.optimizer.learning_rate = float(cmp.teacher_learning_rate)
   c.task.train_size = int(cmp.teacher_train_size)
   return c
+
+
+def _student_init_config(config, cmp) -> ml_collections.ConfigDict:
+  """SFT of the student on `compare.student_init_task`: every method's starting point."""
+  c = _run_config(config, "sft", "student_init")
+  c.task.name = str(cmp.student_init_task)
+  c.max_steps = int(cmp.student_init_steps)
+  c.eval.every_steps = 0
+  return c
+
+
+def start_label(config) -> str:
+  """The table's name of the student every method starts from."""
+  cmp = config.compare
+  if cmp.get("student_init_task", ""):
+    return f"student, {cmp.student_init_task} SFT (start)"
+  return "student, SFT init" if config.checkpoint.restore_from else "student, untrained"
 
 
 def reusable(config, workdir: str) -> dict | None:
@@ -110,6 +130,11 @@ def planned_runs(config, workdir: str) -> list[tuple[Any, str, str, tuple[str, .
     teacher_path, made = os.path.join(teacher_dir, "export"), ("teacher",)
   base = copy.deepcopy(config)
   base.teacher.path = teacher_path
+  if cmp.get("student_init_task", ""):
+    init_dir = os.path.join(workdir, "student_init")
+    runs.append((_student_init_config(base, cmp), init_dir, "train", made))
+    base.checkpoint.restore_from = os.path.join(init_dir, "checkpoints")
+    made = made + ("restore_from",)
   runs.append((_run_config(base, "sft", "untrained"), os.path.join(workdir, "untrained"),
                "eval", made))
   for method in cmp.methods:
@@ -151,8 +176,9 @@ def run_comparison(config, workdir: str | None = None) -> dict[str, Any]:
   for run_config, run_dir, mode, _ in plan:
     name = os.path.basename(run_dir)
     if mode == "eval":
-      start = "SFT init" if config.checkpoint.restore_from else "untrained"
-      rows.append((f"student, {start}", _evaluate_once(run_config, run_dir)["final"]))
+      rows.append((start_label(config), _evaluate_once(run_config, run_dir)["final"]))
+    elif name == "student_init":   # Scored on its own task: not a row of this table.
+      _train_once(run_config, run_dir)
     elif name == "teacher":
       rows.append(("teacher (SFT)", _train_once(run_config, run_dir)["final"]))
     else:

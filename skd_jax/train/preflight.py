@@ -221,7 +221,8 @@ def check(config, workdir: str, mode: str = "train", *, overwrite: bool = False,
   """Every problem of one run's inputs (see the module doc); [] when none.
 
   skip_roles: model roles whose path is produced earlier in the same job
-  (the comparison's fine-tuned teacher).
+  (the comparison's fine-tuned teacher), and "restore_from" for a start
+  checkpoint it writes (the comparison's `student_init` run).
   root: the folder --overwrite would delete, when `workdir` is inside it.
   """
   problems: list[Problem] = []
@@ -253,7 +254,10 @@ def _without(config, roles: set[str]):
   import copy  # pylint: disable=g-import-not-at-top
   c = copy.deepcopy(config)
   for role in roles:
-    c[role].path = next(iter(model_config.PRESETS))
+    if role == "restore_from":   # The start checkpoint an earlier run of the job writes.
+      c.checkpoint.restore_from = ""
+    else:
+      c[role].path = next(iter(model_config.PRESETS))
   return c
 
 
