@@ -4,10 +4,16 @@
     python -m skd_jax.main --config=configs/demo.py:tiny        # ~2 min, the CI/notebook size
 
 Task: English number words -> French (the shipped offline task `numbers_en_fr`).
-A 4-layer teacher is fine-tuned (SFT) from scratch, then a 1-layer student that
-starts untrained (weak) is distilled from it with each method; the test-set
-table (exact match, chrF, BLEU) is printed and saved with plots in WORKDIR
-(default /tmp/skd_jax/demo). See skd_jax/experiments/compare.py.
+A 4-layer teacher is fine-tuned (SFT) from scratch. The 1-layer student first learns
+a related task (English -> German number words, 250 SFT updates), so it knows the
+prompt format and number words but not French: the small-scale analogue of the
+paper's instruction-tuned students with a knowledge gap. Every method then distils
+it from the French teacher, and SKD uses the official code's acceptance test (top-25
+of the teacher's warped distribution). docs/RESULTS.md ("The paper's regime") has
+this setting over 3 seeds with paired differences; `scripts/reproduce.py` pins the
+earlier (weak-student, raw top-K) settings of its other tables. The test-set table
+(exact match, chrF; see `table_metrics` for why not BLEU) is printed and saved with
+plots in WORKDIR (default /tmp/skd_jax/demo). See skd_jax/experiments/compare.py.
 """
 import ml_collections
 
@@ -36,6 +42,7 @@ def get_config(arg: str = ""):
   c.task.max_new_tokens = 24
   c.sampler.prompt_buckets = (64,)
   c.sampler.gamma = 4
+  c.sampler.acceptance = "warped"    # The official code's test (docs/RESULTS.md, acceptance variants).
   # Student sampling of the docs/RESULTS.md runs (before the per-method official
   # defaults of configs/base.py): T 0.5, top-p 0.5, no top-k for on-policy and ImitKD.
   for prefix in ("on_policy", "imitkd", "two_stage"):
@@ -65,9 +72,13 @@ def get_config(arg: str = ""):
       teacher_train_size=0,
       # A competent student (skd_jax/experiments/compare.py): SFT on a related task
       # first, then every method starts from it. "" = start untrained (weak).
-      student_init_task="",
+      student_init_task="numbers_en_de",
       student_init_steps=250,
-      table_metrics=("exact_match", "chrf", "bleu"),
+      # No BLEU: the references are 1-6 words, so most outputs have no matching
+      # 4-gram and corpus BLEU is 0 for every student short of near-perfect (a run
+      # printed 0 for on-policy KD, ImitKD and SKD at chrF 28-60, and 25-35 for the
+      # supervised ones). chrF (character n-grams) and exact match separate methods.
+      table_metrics=("exact_match", "chrf"),
   ))
   if arg == "tiny":
     c.max_steps = 12
@@ -76,6 +87,7 @@ def get_config(arg: str = ""):
     c.eval.batch_size = 16
     c.checkpoint.every_steps = 6
     c.compare.teacher_steps = 60
+    c.compare.student_init_steps = 12
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; use ':tiny' or nothing.")
   return c

@@ -40,6 +40,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def demo_config(task: str, size: str):
   from skd_jax.config_files import sibling
   c = sibling(os.path.join(ROOT, "configs", "demo.py"), "demo").get_config(size)
+  # The settings every table of docs/RESULTS.md ran with (the demo's own defaults moved
+  # on to the paper's regime): raw top-K acceptance, students start untrained unless
+  # --student_init says otherwise. Changing these would change every run's fingerprint.
+  c.sampler.acceptance = "raw"
+  c.compare.student_init_task = ""
   c.task.name = task
   if task == "arithmetic":   # longer prompts (<= 77 tokens) and chain-of-thought answers (<= 56)
     c.task.max_prompt_tokens = 96
