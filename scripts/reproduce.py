@@ -233,17 +233,18 @@ def stronger_teacher(config, args) -> str:
 
 def start_student(c, args, run_root) -> None:
   """Points `c` at the student's starting checkpoint for --student_init (weak: none)."""
+  import ml_collections
   from skd_jax.experiments import compare
   if args.student_init == "weak":
     return
   if args.student_init == "sft":
-    init, folder, steps = compare._run_config(c, "sft"), "sft_init", args.sft_init_steps
-  else:   # competent: SFT on the related task, then distilled on the target task
-    init = compare._run_config(c, "sft", f"init_{args.init_task}")
-    init.task.name = args.init_task
-    folder, steps = f"init_{args.init_task}", args.init_steps
-  init.max_steps = steps
-  init.eval.every_steps = 0
+    init, folder = compare._run_config(c, "sft"), "sft_init"
+    init.max_steps = args.sft_init_steps
+    init.eval.every_steps = 0
+  else:   # competent: the comparison's own start run (compare.student_init_task)
+    folder = f"init_{args.init_task}"
+    init = compare._student_init_config(c, ml_collections.ConfigDict(dict(
+        student_init_task=args.init_task, student_init_steps=args.init_steps)))
   compare._train_once(init, os.path.join(run_root, folder))
   c.checkpoint.restore_from = os.path.join(run_root, folder, "checkpoints")
 

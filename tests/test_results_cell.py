@@ -63,10 +63,9 @@ def test_competent_start_seed0_reproduces_exactly(tmp_path):
   config = reproduce.demo_config("numbers_en_fr", "")
   config.seed = 0
   config.student.init_seed = 100
-  init = compare._run_config(config, "sft", "init_numbers_en_de")
-  init.task.name = "numbers_en_de"
-  init.max_steps = 250
-  init.eval.every_steps = 0
+  import ml_collections
+  init = compare._student_init_config(config, ml_collections.ConfigDict(dict(
+      student_init_task="numbers_en_de", student_init_steps=250)))   # as reproduce.py
   init.export = False
   loop.run(init, str(tmp_path / "init"), "train")
   start = compare._run_config(config, "sft", "untrained")
