@@ -54,13 +54,18 @@ def matmul_weights_in_compute_dtype(params: Params, cfg: ModelConfig) -> Params:
   of the matrices in the compute dtype for the loop's lifetime.
   """
   compute = jnp.dtype(cfg.dtype)
+  return jax.tree.map(lambda a: a.astype(compute) if _wider_matrix(a, compute) else a, params)
 
-  def cast(a):
-    narrower = (jnp.issubdtype(a.dtype, jnp.floating) and a.ndim >= 2
-                and jnp.finfo(compute).bits < jnp.finfo(a.dtype).bits)
-    return a.astype(compute) if narrower else a
 
-  return jax.tree.map(cast, params)
+def has_wider_matrices(params: Params, cfg: ModelConfig) -> bool:
+  """Whether `matmul_weights_in_compute_dtype` would cast anything."""
+  compute = jnp.dtype(cfg.dtype)
+  return any(_wider_matrix(a, compute) for a in jax.tree.leaves(params))
+
+
+def _wider_matrix(a, compute) -> bool:
+  return (jnp.issubdtype(a.dtype, jnp.floating) and a.ndim >= 2
+          and jnp.finfo(compute).bits < jnp.finfo(a.dtype).bits)
 
 
 def cast_params(params: Params, dtype) -> Params:

@@ -234,12 +234,6 @@ _decode_layout = jax.jit(layouts.decode_layout, static_argnames="cfg")
 _compute_dtype_weights = jax.jit(layouts.matmul_weights_in_compute_dtype, static_argnames="cfg")
 
 
-def _has_wider_matrices(params, cfg: ModelConfig) -> bool:
-  bits = jnp.finfo(jnp.dtype(cfg.dtype)).bits
-  return any(jnp.issubdtype(a.dtype, jnp.floating) and a.ndim >= 2 and jnp.finfo(a.dtype).bits > bits
-             for a in jax.tree.leaves(params))
-
-
 def loop_params(params, cfg: ModelConfig | None, static: StaticSampling):
   """`params` in the layout `rollout`'s loop decodes with (None stays None).
 
@@ -253,7 +247,7 @@ def loop_params(params, cfg: ModelConfig | None, static: StaticSampling):
   """
   if params is None:
     return params
-  if cfg is not None and _has_wider_matrices(params, cfg):
+  if cfg is not None and layouts.has_wider_matrices(params, cfg):
     params = _compute_dtype_weights(params, cfg=cfg)
   if not static.per_layer_decode:
     return params
